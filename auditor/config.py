@@ -1,0 +1,157 @@
+"""The scoring and gate settings, with the SPEC's defaults, loaded from YAML or built in code."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+#: The file picked up from the working directory when no --config is given.
+DEFAULT_CONFIG_NAME = ".ckpt-audit.yaml"
+
+TRAIN_LOSS_PAIRINGS = ("last", "mean")
+#: Findings that can fail `check`: a flagged run, a run with no candidate, a disagreement.
+FAIL_ON_CHOICES = ("overfit", "no_candidates", "differs")
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Weights of the score's terms (SPEC section 3)."""
+
+    eval: float = 0.5
+    gap: float = 0.3
+    perplexity: float = 0.1
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that changes a verdict. Defaults are the SPEC's."""
+
+    weights: Weights = field(default_factory=Weights)
+    perplexity_cap: float = 20.0
+    improvement_bonus: float = -0.1
+    min_gap_delta: float = 0.10
+    #: None: `eval_loss`, or the run's only `eval_<name>_loss`.
+    eval_key: str | None = None
+    #: "last": the last logged train loss at or before the eval step (SPEC);
+    #: "mean": the mean of the train losses logged since the previous evaluation.
+    train_loss: str = "last"
+    fail_on: tuple[str, ...] = ("overfit",)
+    #: Let `check` pass runs that cannot be read (the gate fails closed by default).
+    allow_unreadable: bool = False
+
+    def replace(self, **changes: Any) -> Config:
+        """Return a copy with `changes` applied and validated."""
+        merged = self.to_dict()
+        for key, value in changes.items():
+            if key in ("weight_eval", "weight_gap", "weight_perplexity"):
+                merged["weights"][key.removeprefix("weight_")] = value
+            else:
+                merged[key] = value
+        return config_from_mapping(merged, source="options")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as plain data (what `ckpt-audit config` prints)."""
+        data = dataclasses.asdict(self)
+        data["fail_on"] = list(self.fail_on)
+        return data
+
+
+_FLOAT_KEYS = ("perplexity_cap", "improvement_bonus", "min_gap_delta")
+
+
+def _number(value: Any, key: str, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
+    return float(value)
+
+
+def config_from_mapping(data: Mapping[str, Any], source: str = "config") -> Config:
+    """Return a validated Config from plain data; raise ConfigError naming the key and `source`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: the config must be a mapping of keys to values")
+    known = {f.name for f in dataclasses.fields(Config)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(
+                f"{source}: unknown key '{key}' (known keys: {', '.join(sorted(known))})"
+            )
+    kwargs: dict[str, Any] = {}
+    if "weights" in data:
+        raw = data["weights"]
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{source}: 'weights' must be a mapping with eval, gap, perplexity")
+        names = {f.name for f in dataclasses.fields(Weights)}
+        for key in raw:
+            if key not in names:
+                raise ConfigError(
+                    f"{source}: unknown key 'weights.{key}' (known: eval, gap, perplexity)"
+                )
+        kwargs["weights"] = Weights(
+            **{k: _number(v, f"weights.{k}", source) for k, v in raw.items()}
+        )
+    for key in _FLOAT_KEYS:
+        if key in data:
+            kwargs[key] = _number(data[key], key, source)
+    if kwargs.get("perplexity_cap", 1.0) <= 0:
+        raise ConfigError(f"{source}: 'perplexity_cap' must be greater than 0")
+    if "eval_key" in data:
+        value = data["eval_key"]
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{source}: 'eval_key' must be a key name such as eval_loss")
+        kwargs["eval_key"] = value
+    if "train_loss" in data:
+        value = data["train_loss"]
+        if value not in TRAIN_LOSS_PAIRINGS:
+            raise ConfigError(
+                f"{source}: 'train_loss' must be one of {', '.join(TRAIN_LOSS_PAIRINGS)},"
+                f" got {value!r}"
+            )
+        kwargs["train_loss"] = value
+    if "fail_on" in data:
+        value = data["fail_on"]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or any(v not in FAIL_ON_CHOICES for v in value):
+            raise ConfigError(
+                f"{source}: 'fail_on' must be a list drawn from {', '.join(FAIL_ON_CHOICES)},"
+                f" got {value!r}"
+            )
+        kwargs["fail_on"] = tuple(value)
+    if "allow_unreadable" in data:
+        value = data["allow_unreadable"]
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: 'allow_unreadable' must be true or false")
+        kwargs["allow_unreadable"] = value
+    return Config(**kwargs)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Return the Config stored in the YAML file at `path`; raise ConfigError on any problem."""
+    import yaml
+
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read the config file ({exc.strerror})") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}: not valid YAML ({exc})") from exc
+    if data is None:
+        return Config()
+    return config_from_mapping(data, source=name)
+
+
+def to_yaml(config: Config) -> str:
+    """Return the config as a complete, commented-free YAML document."""
+    import yaml
+
+    return str(yaml.safe_dump(config.to_dict(), sort_keys=False))

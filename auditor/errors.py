@@ -1,0 +1,28 @@
+"""The auditor's own exceptions: the CLI turns each into a message and exit code 2."""
+
+from __future__ import annotations
+
+
+class AuditorError(Exception):
+    """Base class of every error the auditor raises on purpose."""
+
+
+class ConfigError(AuditorError):
+    """A config file or option is invalid; the message names the key and the file."""
+
+
+class UsageError(AuditorError):
+    """The caller asked for something that cannot be done (bad path, unknown checkpoint)."""
+
+
+class StateFileError(AuditorError):
+    """A trainer_state.json could not be read; the message names the file and the fix."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class ReportWriteError(AuditorError):
+    """A report file could not be written."""

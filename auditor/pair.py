@@ -1,0 +1,201 @@
+"""Pair each evaluation's loss with the train loss logged before it (SPEC section 2)."""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .score import is_finite
+
+DEFAULT_EVAL_KEY = "eval_loss"
+_NAMED_EVAL_LOSS = re.compile(r"^eval_(.+)_loss$")
+# Keys TRL's preference trainers (DPO, ORPO, KTO, CPO, GRPO, ...) log: their "loss" is not
+# a language-model cross-entropy, so exp(loss) is no perplexity.
+_PREFERENCE_MARKERS = ("rewards/chosen", "logps/chosen", "log_odds_ratio", "kl", "reward")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of the run, with the train loss paired to it."""
+
+    step: int
+    eval_loss: float
+    train_loss: float | None
+    epochs_without_improvement: int
+
+
+@dataclass(frozen=True)
+class History:
+    """What a run's log_history says about its losses, paired and in step order."""
+
+    evaluations: tuple[Evaluation, ...]
+    eval_key: str | None
+    #: Every loss-like evaluation key the history holds (`eval_loss`, `eval_<name>_loss`).
+    eval_keys: tuple[str, ...]
+    #: Every logged (step, train loss), later entries winning, for curves.
+    train_losses: tuple[tuple[int, float], ...]
+    preference_loss: bool
+    warnings: tuple[str, ...]
+
+
+def _step_of(entry: dict[str, Any]) -> int | None:
+    step = entry.get("step")
+    if isinstance(step, bool):
+        return None
+    if isinstance(step, int):
+        return step
+    if isinstance(step, float) and step.is_integer():
+        return int(step)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def choose_eval_key(keys: Iterable[str], wanted: str | None) -> tuple[str | None, str | None]:
+    """Return (eval key, warning) for a history holding `keys` (SPEC section 2)."""
+    present = set(keys)
+    if wanted is not None:
+        if wanted in present:
+            return wanted, None
+        return None, (
+            f"eval key '{wanted}' is not in this run's history (it has: "
+            f"{', '.join(sorted(present)) or 'no evaluation losses'}); "
+            "pass --eval-key with one of those"
+        )
+    if DEFAULT_EVAL_KEY in present:
+        return DEFAULT_EVAL_KEY, None
+    named = sorted(k for k in present if _NAMED_EVAL_LOSS.match(k))
+    if len(named) == 1:
+        return named[0], None
+    if not named:
+        return None, "no evaluation loss in the history: the run was never evaluated on a loss"
+    return None, (
+        f"several eval sets and no eval_loss ({', '.join(named)}): "
+        f"choose one with --eval-key, e.g. --eval-key {named[0]}"
+    )
+
+
+def pair_history(
+    log_history: Sequence[Any], eval_key: str | None = None, train_loss: str = "last"
+) -> History:
+    """Return the run's evaluations paired with train losses, per SPEC section 2.
+
+    `eval_key` None picks `eval_loss` or the run's only `eval_<name>_loss`; `train_loss` is
+    "last" (the SPEC's pairing) or "mean" (mean train loss since the previous evaluation).
+    Malformed entries are skipped and counted in the warnings.
+    """
+    warnings: list[str] = []
+    train: dict[int, float] = {}
+    evals_by_key: dict[str, dict[int, Any]] = {}
+    skipped_entries = 0
+    bad_values: set[str] = set()
+    preference = False
+    for entry in log_history:
+        if not isinstance(entry, dict):
+            skipped_entries += 1
+            continue
+        step = _step_of(entry)
+        if step is None:
+            skipped_entries += 1
+            continue
+        if "loss" in entry:
+            loss = _number(entry["loss"])
+            if loss is None:
+                bad_values.add("loss")
+            else:
+                train[step] = loss  # a step logged twice (resumed run): the later entry wins
+        for key, value in entry.items():
+            if key.startswith("eval_") and (key == DEFAULT_EVAL_KEY or key.endswith("_loss")):
+                evals_by_key.setdefault(key, {})[step] = value
+            elif not preference and key.endswith(_PREFERENCE_MARKERS):
+                preference = True
+    if skipped_entries:
+        warnings.append(
+            f"{skipped_entries} log_history entr{'y' if skipped_entries == 1 else 'ies'} "
+            "skipped: not an object or without a whole-number 'step'"
+        )
+    key, key_warning = choose_eval_key(evals_by_key, eval_key)
+    if key_warning:
+        warnings.append(key_warning)
+    train_steps = sorted(train)
+    train_values = [train[s] for s in train_steps]
+    evaluations: list[Evaluation] = []
+    if key is not None:
+        raw = evals_by_key[key]
+        best = math.inf
+        since_best = 0
+        previous_step: int | None = None
+        nonfinite_eval: list[int] = []
+        nonfinite_train: list[int] = []
+        for step in sorted(raw):
+            value = _number(raw[step])
+            if value is None:
+                bad_values.add(key)
+                continue
+            if is_finite(value) and value < best:
+                best, since_best = value, 0
+            else:
+                since_best += 1
+            if not math.isfinite(value):
+                nonfinite_eval.append(step)
+            paired = _pair_train(train_steps, train_values, step, previous_step, train_loss)
+            if paired is not None and not math.isfinite(paired):
+                nonfinite_train.append(step)
+                paired = None
+            evaluations.append(Evaluation(step, value, paired, since_best))
+            previous_step = step
+        if nonfinite_eval:
+            warnings.append(
+                f"{key} is NaN or infinite at step {_steps(nonfinite_eval)}: "
+                "those checkpoints cannot be scored and are never picked"
+            )
+        if nonfinite_train:
+            warnings.append(
+                f"train loss is NaN or infinite before step {_steps(nonfinite_train)}: "
+                "treated as missing, so the gap term is 0 there"
+            )
+    if bad_values:
+        warnings.append(
+            f"non-numeric values ignored for {', '.join(sorted(bad_values))} "
+            "(strings, nulls or booleans where the Trainer writes numbers)"
+        )
+    if preference and key is not None:
+        warnings.append(
+            "preference-optimisation loss (DPO/ORPO/KTO-style): the score is kept for "
+            "comparability, but its perplexity term means nothing for this loss"
+        )
+    return History(
+        evaluations=tuple(evaluations),
+        eval_key=key,
+        eval_keys=tuple(sorted(evals_by_key)),
+        train_losses=tuple(zip(train_steps, train_values)),
+        preference_loss=preference,
+        warnings=tuple(warnings),
+    )
+
+
+def _pair_train(
+    steps: list[int], values: list[float], step: int, previous: int | None, how: str
+) -> float | None:
+    end = bisect_right(steps, step)
+    if end == 0:
+        return None
+    if how == "mean" and previous is not None:
+        start = bisect_right(steps, previous)
+        window = [v for v in values[start:end] if math.isfinite(v)]
+        if window:
+            return sum(window) / len(window)
+    return values[end - 1]
+
+
+def _steps(steps: list[int], most: int = 6) -> str:
+    shown = ", ".join(str(s) for s in steps[:most])
+    return shown + (f" and {len(steps) - most} more" if len(steps) > most else "")
