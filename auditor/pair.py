@@ -176,7 +176,7 @@ def pair_history(
         evaluations=tuple(evaluations),
         eval_key=key,
         eval_keys=tuple(sorted(evals_by_key)),
-        train_losses=tuple(zip(train_steps, train_values)),
+        train_losses=tuple(zip(train_steps, train_values, strict=True)),
         preference_loss=preference,
         warnings=tuple(warnings),
     )

@@ -1,0 +1,5 @@
+"""`python -m auditor`: the same as the ckpt-audit command."""
+
+from .cli import main
+
+main()

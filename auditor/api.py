@@ -1,0 +1,50 @@
+"""The library's entry point: audit paths on disk and return the result objects."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from .audit import audit_run, error_result
+from .config import Config
+from .discover import RunLocation, discover
+from .errors import StateFileError
+from .read import read_run
+from .results import AuditResult, RunResult
+
+Progress = Callable[[int, int], None]
+
+
+def audit(
+    *paths: str | os.PathLike[str],
+    config: Config | None = None,
+    progress: Progress | None = None,
+) -> AuditResult:
+    """Return the audit of every run found below `paths` (folders or trainer_state.json files).
+
+    An unreadable run becomes a RunResult with verdict "error"; it never stops the others.
+    Raises UsageError when a path does not exist. `progress(done, total)` is called per run.
+    """
+    cfg = config or Config()
+    locations = discover([os.fspath(p) for p in paths])
+    return AuditResult(tuple(audit_locations(locations, cfg, progress)), cfg)
+
+
+def audit_locations(
+    locations: list[RunLocation], config: Config, progress: Progress | None = None
+) -> Iterable[RunResult]:
+    """Yield the audit of each run location, in order."""
+    for done, location in enumerate(locations, start=1):
+        yield audit_location(location, config)
+        if progress is not None:
+            progress(done, len(locations))
+
+
+def audit_location(location: RunLocation, config: Config) -> RunResult:
+    """Return the audit of one run location; a read failure becomes an "error" result."""
+    try:
+        return audit_run(read_run(location), config)
+    except StateFileError as exc:
+        return error_result(location.run_dir, str(exc))
+    except (RecursionError, MemoryError) as exc:
+        return error_result(location.run_dir, f"{type(exc).__name__} while reading the run")

@@ -1,0 +1,254 @@
+"""Pick checkpoints, apply the overfit flag and give each run its verdict (SPEC section 4).
+
+Pure: takes what `read` produced and returns result objects; no I/O, no printing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from .config import Config
+from .pair import Evaluation, History, pair_history
+from .read import RunRecord
+from .results import CheckpointResult, DeployJudgement, Pick, RunResult
+from .score import gap_ratio, is_finite, overfit_ratio, perplexity, score
+
+# Float noise must not decide a flag that the SPEC puts exactly on the threshold.
+_EPSILON = 1e-12
+_CHECKPOINT_TAIL = re.compile(r"(?:^|[\\/])(checkpoint-(\d+))[\\/]*$")
+
+
+def error_result(run_dir: str, message: str) -> RunResult:
+    """Return the result of a run that could not be audited."""
+    return RunResult(run_dir=run_dir, verdict="error", error=message)
+
+
+def is_overfit_pick(chosen: CheckpointResult, better: CheckpointResult, config: Config) -> bool:
+    """Return True when shipping `chosen` instead of `better` is an overfit pick (SPEC 4)."""
+    if chosen.step == better.step:
+        return False
+    return (chosen.overfit or 0.0) - (better.overfit or 0.0) >= config.min_gap_delta - _EPSILON
+
+
+def audit_run(record: RunRecord, config: Config) -> RunResult:
+    """Return the audit of one run read from disk."""
+    history = pair_history(record.state.log_history, config.eval_key, config.train_loss)
+    warnings = list(record.warnings) + list(history.warnings)
+    rows = _rows(record, history, config)
+    candidates = [r for r in rows if r.candidate]
+    eval_only = min(candidates, key=lambda r: (r.eval_loss, r.step), default=None)
+    best = min(
+        candidates, key=lambda r: (r.score.total if r.score else math.inf, r.step), default=None
+    )
+    rows = [_replace_best(r) if best is not None and r.step == best.step else r for r in rows]
+    trainer_best, trainer_warning = _trainer_best(record)
+    if trainer_warning:
+        warnings.append(trainer_warning)
+    trainer_metric = _trainer_metric(record, trainer_best)
+    if trainer_metric and history.eval_key and trainer_metric != history.eval_key:
+        warnings.append(
+            f"the Trainer chose its best checkpoint on {trainer_metric}, not on "
+            f"{history.eval_key}; the eval-only pick here is the lowest {history.eval_key}"
+        )
+    elif trainer_metric and history.eval_key is None and trainer_metric in history.eval_keys:
+        warnings.append(
+            f"the Trainer chose its best checkpoint on {trainer_metric}: "
+            f"--eval-key {trainer_metric} audits the same loss"
+        )
+    warnings.extend(_pairing_warnings(candidates))
+    if record.history_only:
+        warnings.append(
+            "no checkpoint folders: the picks come from the history alone "
+            "(every evaluated step is a candidate)"
+        )
+    if eval_only is None or best is None:
+        verdict, flagged = "no_candidates", False
+        if history.eval_key is not None:
+            warnings.append(
+                "no checkpoint on disk has a finite evaluation at its step: nothing to pick"
+            )
+    elif eval_only.step == best.step:
+        verdict, flagged = "agree", False
+    else:
+        flagged = is_overfit_pick(eval_only, best, config)
+        verdict = "overfit" if flagged else "differs"
+    return RunResult(
+        run_dir=record.run_dir,
+        verdict=verdict,
+        flagged=flagged,
+        eval_key=history.eval_key,
+        eval_only_pick=_pick(eval_only),
+        scorer_pick=_pick(best),
+        trainer_best=trainer_best,
+        trainer_metric=trainer_metric,
+        history_only=record.history_only,
+        checkpoints=tuple(rows),
+        warnings=tuple(warnings),
+        train_losses=history.train_losses,
+    )
+
+
+def _pick(row: CheckpointResult | None) -> Pick | None:
+    return Pick(row.checkpoint, row.step) if row is not None else None
+
+
+def _replace_best(row: CheckpointResult) -> CheckpointResult:
+    from dataclasses import replace
+
+    return replace(row, is_best=True)
+
+
+def _rows(record: RunRecord, history: History, config: Config) -> list[CheckpointResult]:
+    evaluations: dict[int, Evaluation] = {e.step: e for e in history.evaluations}
+    disk = {c.step: c for c in record.checkpoints}
+    rows = []
+    for step in sorted(evaluations.keys() | disk.keys()):
+        folder = disk.get(step)
+        evaluation = evaluations.get(step)
+        if evaluation is None:
+            rows.append(
+                CheckpointResult(
+                    step,
+                    folder.name if folder else None,
+                    folder is not None,
+                    False,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
+            continue
+        loss = evaluation.eval_loss
+        finite = is_finite(loss)
+        usable = record.history_only or (folder is not None and folder.usable)
+        rows.append(
+            CheckpointResult(
+                step=step,
+                checkpoint=folder.name if folder else None,
+                on_disk=folder is not None,
+                candidate=finite and usable,
+                eval_loss=loss,
+                train_loss=evaluation.train_loss,
+                gap=gap_ratio(loss, evaluation.train_loss) if finite else None,
+                overfit=overfit_ratio(loss, evaluation.train_loss) if finite else None,
+                perplexity=perplexity(loss) if finite else None,
+                epochs_without_improvement=evaluation.epochs_without_improvement,
+                score=score(
+                    loss, evaluation.train_loss, evaluation.epochs_without_improvement, config
+                ),
+            )
+        )
+    return rows
+
+
+def _pairing_warnings(candidates: list[CheckpointResult]) -> list[str]:
+    warnings = []
+    no_train = [r.step for r in candidates if r.train_loss is None]
+    if no_train:
+        warnings.append(
+            f"no train loss logged at or before step {_steps(no_train)}: the gap term is 0 there"
+        )
+    not_positive = [r.step for r in candidates if r.eval_loss is not None and r.eval_loss <= 0]
+    if not_positive:
+        warnings.append(
+            f"eval loss is zero or negative at step {_steps(not_positive)}: the gap term is 0 "
+            "there (is this a loss?)"
+        )
+    return warnings
+
+
+def _steps(steps: list[int], most: int = 6) -> str:
+    shown = ", ".join(str(s) for s in steps[:most])
+    return shown + (f" and {len(steps) - most} more" if len(steps) > most else "")
+
+
+def _trainer_best(record: RunRecord) -> tuple[Pick | None, str | None]:
+    """Return what the Trainer recorded as best, resolving stale paths by their last part."""
+    state = record.state
+    on_disk = {c.step: c.name for c in record.checkpoints}
+    if state.best_model_checkpoint:
+        match = _CHECKPOINT_TAIL.search(state.best_model_checkpoint.strip())
+        if match:
+            name, step = match.group(1), int(match.group(2))
+            if not record.history_only and step not in on_disk:
+                return Pick(name, step), (
+                    f"the Trainer's best checkpoint ({name}) is no longer on disk"
+                )
+            return Pick(on_disk.get(step, name), step), None
+        return None, (
+            f"best_model_checkpoint {state.best_model_checkpoint!r} does not end in "
+            "checkpoint-<step>: the Trainer's best is not known"
+        )
+    step_value = state.best_global_step
+    if step_value is None:
+        return None, None
+    if step_value in on_disk:
+        return Pick(on_disk[step_value], step_value), None
+    if record.history_only:
+        return Pick(None, step_value), None
+    return None, (
+        f"the Trainer recorded best_global_step {step_value} but saved no checkpoint there "
+        "(eval and save steps misaligned?), so it had no best checkpoint to load"
+    )
+
+
+def _trainer_metric(record: RunRecord, best: Pick | None) -> str | None:
+    """Return the eval key whose value at the Trainer's best step equals its best_metric."""
+    state = record.state
+    step = best.step if best is not None else state.best_global_step
+    if step is None or state.best_metric is None:
+        return None
+    target = state.best_metric
+    for entry in state.log_history:
+        if not isinstance(entry, dict) or entry.get("step") != step:
+            continue
+        for key, value in entry.items():
+            if key.startswith("eval_") and _close(value, target):
+                return key
+    return None
+
+
+def _close(value: Any, target: float) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isclose(value, target, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def judge_deploy(run: RunResult, checkpoint: str, config: Config) -> DeployJudgement:
+    """Return the gate's judgement of shipping `checkpoint` (a folder name) of `run`.
+
+    Raises ValueError when the checkpoint has no evaluation at its step or the run has no pick.
+    """
+    row = next((c for c in run.checkpoints if c.checkpoint == checkpoint and c.on_disk), None)
+    if row is None:
+        raise ValueError(f"{checkpoint} is not a checkpoint folder of {run.run_dir}")
+    if not row.candidate:
+        raise ValueError(
+            f"{checkpoint} has no finite {run.eval_key or 'eval loss'} at its step "
+            f"{row.step}, so the gate cannot judge it"
+        )
+    best = run.row(run.scorer_pick)
+    if best is None:
+        raise ValueError(f"{run.run_dir} has no scorer pick to compare {checkpoint} with")
+    if row.step == best.step:
+        return DeployJudgement(
+            run.run_dir, checkpoint, row.step, False, f"{checkpoint} is the scorer's pick"
+        )
+    flagged = is_overfit_pick(row, best, config)
+    margin = (row.overfit or 0.0) - (best.overfit or 0.0)
+    relation = ">=" if flagged else "<"
+    return DeployJudgement(
+        run.run_dir,
+        checkpoint,
+        row.step,
+        flagged,
+        f"{checkpoint} overfits by {row.overfit or 0.0:.3f} against {best.overfit or 0.0:.3f} "
+        f"for the scorer's pick {best.checkpoint or best.step}: margin {margin:.3f} {relation} "
+        f"min_gap_delta {config.min_gap_delta:g}",
+    )

@@ -1,0 +1,274 @@
+"""The ckpt-audit command: parse options, call the library, write the report, pick the exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .config import DEFAULT_CONFIG_NAME, Config, load_config, to_yaml
+from .errors import AuditorError, UsageError
+from .render import RENDERERS, render
+from .results import AuditResult
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _load_config(path: str | None, eval_key: str | None) -> Config:
+    if path is None and os.path.isfile(DEFAULT_CONFIG_NAME):
+        path = DEFAULT_CONFIG_NAME
+    config = load_config(path) if path is not None else Config()
+    if eval_key is not None:
+        config = config.replace(eval_key=eval_key)
+    return config
+
+
+def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(sorted(RENDERERS)),
+            default="table",
+            show_default=True,
+            help="Report format.",
+        ),
+        click.option(
+            "-o",
+            "--output",
+            type=click.Path(dir_okay=False, writable=False),
+            help="Write the report to FILE (whole or not at all) instead of stdout.",
+        ),
+        click.option(
+            "--eval-key",
+            metavar="KEY",
+            help="Log key of the selection loss (default: eval_loss, or the run's only "
+            "eval_<name>_loss).",
+        ),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False),
+            help=f"YAML config file (default: ./{DEFAULT_CONFIG_NAME} when present).",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            help="Print no warnings or summary on stderr, only errors.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _audit(paths: tuple[str, ...], config: Config, quiet: bool) -> AuditResult:
+    from .api import audit
+
+    progress = None
+    if not quiet and sys.stderr.isatty():
+
+        def progress(done: int, total: int) -> None:
+            if total >= 20:
+                end = "\n" if done == total else ""
+                click.echo(f"\rauditing runs: {done}/{total}", err=True, nl=False)
+                click.echo(end, err=True, nl=False)
+
+    result = audit(*paths, config=config, progress=progress)
+    if not result.runs:
+        raise UsageError(
+            f"no Trainer run found below {', '.join(paths)} (looked for checkpoint-<step>/ "
+            "folders and trainer_state.json files)"
+        )
+    return result
+
+
+def _emit(result: AuditResult, fmt: str, view: str, output: str | None, quiet: bool) -> None:
+    from .render.text import safe
+    from .report_file import write_atomic
+
+    text = render(result, fmt, view)
+    if output:
+        write_atomic(output, text)
+    else:
+        click.echo(text, nl=False)
+    if quiet:
+        return
+    for run in result.runs:
+        for warning in run.warnings:
+            click.echo(f"warning: {safe(run.run_dir)}: {safe(warning)}", err=True)
+    click.echo(_summary(result) + (f"; report written to {output}" if output else ""), err=True)
+
+
+def _summary(result: AuditResult) -> str:
+    counts: dict[str, int] = {}
+    for run in result.runs:
+        counts[run.verdict] = counts.get(run.verdict, 0) + 1
+    parts = [
+        f"{counts[v]} {v}"
+        for v in ("overfit", "differs", "agree", "no_candidates", "error")
+        if v in counts
+    ]
+    noun = "run" if len(result.runs) == 1 else "runs"
+    return f"audited {len(result.runs)} {noun}: {', '.join(parts)}"
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AuditorError as exc:
+            _fail(str(exc))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ckpt-audit")
+def main() -> None:
+    """Audit Hugging Face Trainer output folders: find runs where picking the checkpoint
+    with the lowest eval loss would ship an overfit model.
+
+    \b
+    Examples:
+      ckpt-audit scan outputs/            one row per run found below outputs/
+      ckpt-audit show outputs/run-3       every evaluated step, with score components
+      ckpt-audit check outputs/           CI gate: exit 1 when a run is flagged
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@_report_options
+def scan(
+    paths: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    eval_key: str | None,
+    config_path: str | None,
+    quiet: bool,
+) -> None:
+    """One row per run found below PATHS: the eval-only pick, the scorer's pick, the
+    Trainer's best and the verdict.
+
+    PATHS are training output folders (searched recursively), checkpoint folders or
+    trainer_state.json files. Exit 0 when a report was made, 2 on an error or when no
+    run is found.
+
+    \b
+    Example:
+      ckpt-audit scan outputs/ --format json -o audit.json
+    """
+    config = _load_config(config_path, eval_key)
+    result = _audit(paths, config, quiet)
+    _emit(result, fmt, "runs", output, quiet)
+
+
+@main.command()
+@click.argument("run", type=click.Path())
+@_report_options
+def show(
+    run: str,
+    fmt: str,
+    output: str | None,
+    eval_key: str | None,
+    config_path: str | None,
+    quiet: bool,
+) -> None:
+    """Every evaluated step of one RUN with each score component, so you see why a
+    checkpoint won. Marks the eval-only pick, the scorer's pick and the Trainer's best.
+
+    \b
+    Example:
+      ckpt-audit show outputs/run-3
+      ckpt-audit show outputs/run-3/checkpoint-400/trainer_state.json
+    """
+    config = _load_config(config_path, eval_key)
+    result = _audit((run,), config, quiet)
+    if len(result.runs) > 1:
+        listed = ", ".join(r.run_dir for r in result.runs[:3])
+        raise UsageError(
+            f"{run} holds {len(result.runs)} runs ({listed}, ...); show takes one run: "
+            "name one of them, or use `ckpt-audit scan`"
+        )
+    _emit(result, fmt, "checkpoints", output, quiet)
+    if result.runs[0].error is not None:
+        sys.exit(EXIT_ERROR)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option(
+    "--deploy",
+    "deploy",
+    type=click.Path(file_okay=False),
+    metavar="CHECKPOINT_DIR",
+    help="Judge this checkpoint (the one you intend to ship) instead of the eval-only pick.",
+)
+@click.option(
+    "--allow-unreadable",
+    is_flag=True,
+    default=None,
+    help="Do not fail when a run cannot be read (the gate fails closed by default).",
+)
+@_report_options
+def check(
+    paths: tuple[str, ...],
+    deploy: str | None,
+    allow_unreadable: bool | None,
+    fmt: str,
+    output: str | None,
+    eval_key: str | None,
+    config_path: str | None,
+    quiet: bool,
+) -> None:
+    """CI gate: exit 0 when no run is flagged, 1 when a run is flagged (eval-only
+    selection picks an overfit checkpoint), 2 on an error, including a run that cannot
+    be read.
+
+    \b
+    Examples:
+      ckpt-audit check outputs/
+      ckpt-audit check --deploy outputs/run-3/checkpoint-400
+    """
+    from .gate import gate_exit_code, run_deploy_gate
+
+    config = _load_config(config_path, eval_key)
+    if allow_unreadable is not None:
+        config = config.replace(allow_unreadable=allow_unreadable)
+    if not paths and deploy is None:
+        raise UsageError("check needs at least one PATH, or --deploy CHECKPOINT_DIR")
+    if deploy is not None:
+        result = run_deploy_gate(paths, deploy, config, lambda p: _audit(p, config, quiet))
+    else:
+        result = _audit(paths, config, quiet)
+    _emit(result, fmt, "runs", output, quiet)
+    code, reason = gate_exit_code(result)
+    if not quiet or code == EXIT_ERROR:
+        click.echo(f"gate: {reason}", err=True)
+    sys.exit(code)
+
+
+@main.command("config")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help=f"YAML config file (default: ./{DEFAULT_CONFIG_NAME} when present).",
+)
+def config_command(config_path: str | None) -> None:
+    """Print the effective config as YAML, a complete file to start from.
+
+    \b
+    Example:
+      ckpt-audit config > .ckpt-audit.yaml
+    """
+    click.echo(to_yaml(_load_config(config_path, None)), nl=False)

@@ -1,0 +1,144 @@
+"""Walk the paths a user gives and find every Trainer run (output_dir) below them, once each."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+STATE_FILE = "trainer_state.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# The Trainer's hub_strategy="checkpoint" keeps a copy of the newest checkpoint under this name.
+LAST_CHECKPOINT = "last-checkpoint"
+# Recent Trainer versions stage a save in tmp-checkpoint-N and rename it when complete.
+_STAGING = re.compile(r"^(tmp-checkpoint-\d+|checkpoint-\d+\..+)$")
+_LOOKS_LIKE_CHECKPOINT = re.compile(r"^checkpoint-")
+
+
+@dataclass(frozen=True)
+class CheckpointDir:
+    """A checkpoint folder on disk. `step` is None for last-checkpoint until its file is read."""
+
+    name: str
+    path: str
+    step: int | None
+
+
+@dataclass(frozen=True)
+class RunLocation:
+    """Where one run lives: its folder, its root trainer_state.json and its checkpoint folders.
+
+    `history_only` runs (a bare trainer_state.json, or one checkpoint folder given alone)
+    have no checkpoint folders to choose from: every evaluated step is a candidate.
+    """
+
+    run_dir: str
+    state_file: str | None
+    checkpoints: tuple[CheckpointDir, ...]
+    history_only: bool = False
+    notes: tuple[str, ...] = ()
+
+
+def checkpoint_step(name: str) -> int | None:
+    """Return N for a folder named checkpoint-N (leading zeros allowed), else None."""
+    match = _CHECKPOINT.match(name)
+    return int(match.group(1)) if match else None
+
+
+def discover(paths: list[str] | tuple[str, ...]) -> list[RunLocation]:
+    """Return every run found below `paths`, each once, in path order.
+
+    Raises UsageError for a path that does not exist or is neither a folder nor a JSON file.
+    """
+    runs: list[RunLocation] = []
+    seen_runs: set[str] = set()
+    seen_dirs: set[tuple[int, int]] = set()
+    for path in paths:
+        if os.path.isfile(path):
+            if not path.endswith(".json"):
+                raise UsageError(
+                    f"{path}: not a folder or a trainer_state.json; give a training output "
+                    "folder, a checkpoint folder or a trainer_state.json"
+                )
+            found = [RunLocation(path, path, (), history_only=True)]
+        elif os.path.isdir(path):
+            name = os.path.basename(os.path.normpath(path))
+            if checkpoint_step(name) is not None or name == LAST_CHECKPOINT:
+                state = os.path.join(path, STATE_FILE)
+                found = [RunLocation(path, state, (), history_only=True)]
+            else:
+                found = _walk(path, seen_dirs)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+        for run in found:
+            key = os.path.realpath(run.run_dir)
+            if key not in seen_runs:
+                seen_runs.add(key)
+                runs.append(run)
+    return runs
+
+
+def _walk(root: str, seen_dirs: set[tuple[int, int]]) -> list[RunLocation]:
+    runs: list[RunLocation] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            info = os.stat(folder)
+        except OSError:
+            continue
+        # A symlink may lead back up the tree or to a folder already walked: visit each once.
+        identity = (info.st_dev, info.st_ino)
+        if identity in seen_dirs:
+            continue
+        seen_dirs.add(identity)
+        try:
+            with os.scandir(folder) as entries:
+                listing = sorted(entries, key=lambda e: e.name)
+        except OSError:
+            continue
+        checkpoints: list[CheckpointDir] = []
+        notes: list[str] = []
+        state_file = None
+        subfolders: list[str] = []
+        for entry in listing:
+            name = entry.name
+            if name == STATE_FILE:
+                state_file = entry.path
+                continue
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                continue
+            if not is_dir:
+                continue
+            step = checkpoint_step(name)
+            if step is not None:
+                checkpoints.append(CheckpointDir(name, entry.path, step))
+            elif name == LAST_CHECKPOINT:
+                checkpoints.append(CheckpointDir(name, entry.path, None))
+            elif _STAGING.match(name):
+                notes.append(f"{name}/ looks like a checkpoint still being written: skipped")
+            elif _LOOKS_LIKE_CHECKPOINT.match(name):
+                notes.append(
+                    f"{name}/ is not a checkpoint-<step> folder (the step must be a whole "
+                    "number): skipped"
+                )
+            elif not name.startswith("."):
+                subfolders.append(entry.path)
+        if checkpoints or state_file is not None:
+            checkpoints.sort(key=lambda c: (c.step is None, c.step or 0, c.name))
+            runs.append(
+                RunLocation(
+                    folder,
+                    state_file,
+                    tuple(checkpoints),
+                    history_only=not checkpoints,
+                    notes=tuple(notes),
+                )
+            )
+        stack.extend(reversed(subfolders))
+    runs.sort(key=lambda r: r.run_dir)
+    return runs

@@ -1,0 +1,70 @@
+"""The CI gate's decision: which exit code a checked result earns, and the --deploy judgement."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import replace
+
+from .audit import judge_deploy
+from .config import Config
+from .discover import LAST_CHECKPOINT, STATE_FILE, checkpoint_step
+from .errors import UsageError
+from .results import AuditResult
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def run_deploy_gate(
+    paths: tuple[str, ...],
+    deploy: str,
+    config: Config,
+    audit: Callable[[tuple[str, ...]], AuditResult],
+) -> AuditResult:
+    """Return the audit of `paths` and of the deploy checkpoint's run, with its judgement."""
+    name = os.path.basename(os.path.normpath(deploy))
+    if not os.path.isdir(deploy):
+        raise UsageError(f"--deploy {deploy}: no such checkpoint folder")
+    if checkpoint_step(name) is None and name != LAST_CHECKPOINT:
+        raise UsageError(
+            f"--deploy {deploy}: not a checkpoint folder (expected .../checkpoint-<step>)"
+        )
+    if not os.path.exists(os.path.join(deploy, STATE_FILE)):
+        raise UsageError(f"--deploy {deploy}: has no {STATE_FILE}; is the save complete?")
+    run_dir = os.path.dirname(os.path.normpath(deploy)) or "."
+    result = audit((*paths, run_dir))
+    target = os.path.realpath(run_dir)
+    run = next((r for r in result.runs if os.path.realpath(r.run_dir) == target), None)
+    if run is None or run.error is not None:
+        reason = run.error if run is not None else "no run found there"
+        raise UsageError(f"--deploy {deploy}: its run cannot be audited ({reason})")
+    try:
+        judgement = judge_deploy(run, name, config)
+    except ValueError as exc:
+        raise UsageError(f"--deploy {deploy}: {exc}") from exc
+    return replace(result, deploy=judgement)
+
+
+def gate_exit_code(result: AuditResult) -> tuple[int, str]:
+    """Return (exit code, reason): 0 pass, 1 a finding fails the gate, 2 a run is unreadable."""
+    config = result.config
+    if result.errors and not config.allow_unreadable:
+        return EXIT_ERROR, (
+            f"{len(result.errors)} run(s) could not be read; the gate fails closed "
+            "(--allow-unreadable to accept that)"
+        )
+    deploy_dir = os.path.realpath(result.deploy.run_dir) if result.deploy else None
+    failing = [
+        run
+        for run in result.runs
+        if run.verdict in config.fail_on
+        and (deploy_dir is None or os.path.realpath(run.run_dir) != deploy_dir)
+    ]
+    if result.deploy is not None and result.deploy.flagged:
+        return EXIT_GATE_FAILED, f"FAIL: deploying {result.deploy.reason}"
+    if failing:
+        names = ", ".join(r.run_dir for r in failing[:5])
+        return EXIT_GATE_FAILED, (
+            f"FAIL: {len(failing)} run(s) with findings in {list(config.fail_on)}: {names}"
+        )
+    return EXIT_OK, "pass"

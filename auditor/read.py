@@ -1,0 +1,279 @@
+"""Read a run's trainer_state.json files into plain records; the only module that opens them."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .discover import STATE_FILE, CheckpointDir, RunLocation
+from .errors import StateFileError
+
+_LFS_POINTER = b"version https://git-lfs"
+# Compare a checkpoint's own newest log entries with the newest history: enough to tell two
+# trainings apart, little enough to stay cheap.
+_LINEAGE_ENTRIES = 4
+
+
+@dataclass(frozen=True)
+class TrainerState:
+    """The parts of one trainer_state.json the audit uses."""
+
+    path: str
+    global_step: int | None
+    log_history: list[Any]
+    best_model_checkpoint: str | None
+    best_global_step: int | None
+    best_metric: float | None
+
+
+@dataclass(frozen=True)
+class DiskCheckpoint:
+    """A checkpoint folder on disk; `usable` is False when it cannot be a candidate."""
+
+    name: str
+    step: int
+    usable: bool
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything read from one run: the newest history and the checkpoints beside it."""
+
+    run_dir: str
+    state: TrainerState
+    checkpoints: tuple[DiskCheckpoint, ...]
+    history_only: bool
+    warnings: tuple[str, ...]
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _read_bytes(path: str) -> bytes:
+    if os.path.isdir(path):
+        raise StateFileError(path, "is a folder, not a file; remove it or put the real file there")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError as exc:
+        raise StateFileError(path, "does not exist (a dangling symlink, or deleted)") from exc
+    except OSError as exc:
+        raise StateFileError(
+            path, f"cannot be read ({exc.strerror}); check its permissions"
+        ) from exc
+
+
+def parse_state(data: bytes, path: str) -> TrainerState:
+    """Return the TrainerState in `data` (the bytes of `path`); raise StateFileError if unusable."""
+    if not data.strip():
+        raise StateFileError(
+            path, "is empty (an interrupted save?); restore it or delete the checkpoint"
+        )
+    if data.startswith(_LFS_POINTER):
+        raise StateFileError(path, "is a Git LFS pointer, not the file; run `git lfs pull` first")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise StateFileError(
+            path, f"is not UTF-8 text (binary data at byte {exc.start}); restore the real file"
+        ) from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateFileError(
+            path,
+            f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            "the file may have been cut short by an interrupted save",
+        ) from exc
+    except RecursionError as exc:
+        raise StateFileError(path, "is nested too deeply to be a trainer_state.json") from exc
+    if not isinstance(document, dict):
+        raise StateFileError(
+            path,
+            f"holds a JSON {type(document).__name__}, not an object with log_history; "
+            "is it a Trainer's trainer_state.json?",
+        )
+    history = document.get("log_history")
+    if history is None:
+        raise StateFileError(
+            path, "has no log_history: not a Hugging Face Trainer trainer_state.json?"
+        )
+    if not isinstance(history, list):
+        raise StateFileError(path, "has a log_history that is not a list; the file is damaged")
+    best_checkpoint = document.get("best_model_checkpoint")
+    best_metric = document.get("best_metric")
+    return TrainerState(
+        path=path,
+        global_step=_int_or_none(document.get("global_step")),
+        log_history=history,
+        best_model_checkpoint=best_checkpoint if isinstance(best_checkpoint, str) else None,
+        best_global_step=_int_or_none(document.get("best_global_step")),
+        best_metric=float(best_metric)
+        if isinstance(best_metric, (int, float)) and not isinstance(best_metric, bool)
+        else None,
+    )
+
+
+def load_state(path: str) -> TrainerState:
+    """Return the TrainerState of the trainer_state.json at `path`; raise StateFileError."""
+    return parse_state(_read_bytes(path), path)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def _loss_index(history: list[Any]) -> dict[tuple[int, str], Any]:
+    index: dict[tuple[int, str], Any] = {}
+    for entry in history:
+        if not isinstance(entry, dict):
+            continue
+        step = _int_or_none(entry.get("step"))
+        if step is None:
+            continue
+        for key, value in entry.items():
+            if key == "loss" or (key.startswith("eval_") and key.endswith("_loss")):
+                index[(step, key)] = value
+    return index
+
+
+def _lineage_conflict(
+    own: TrainerState, index: dict[tuple[int, str], Any]
+) -> tuple[int, str] | None:
+    """Return the first (step, key) where a checkpoint's own history disagrees, or None."""
+    checked = 0
+    for entry in reversed(own.log_history):
+        if checked >= _LINEAGE_ENTRIES:
+            break
+        if not isinstance(entry, dict):
+            continue
+        step = _int_or_none(entry.get("step"))
+        if step is None:
+            continue
+        for key, value in entry.items():
+            if key == "loss" or (key.startswith("eval_") and key.endswith("_loss")):
+                checked += 1
+                if (step, key) not in index or not _same(index[(step, key)], value):
+                    return step, key
+    return None
+
+
+def read_run(location: RunLocation) -> RunRecord:
+    """Return the RunRecord of `location`; raise StateFileError when no state file is usable."""
+    warnings = list(location.notes)
+    if location.history_only:
+        path = location.state_file or os.path.join(location.run_dir, STATE_FILE)
+        state = load_state(path)
+        return RunRecord(location.run_dir, state, (), True, tuple(warnings))
+
+    states: dict[str, TrainerState] = {}
+    failures: dict[str, str] = {}
+
+    def attempt(path: str) -> TrainerState | None:
+        if path in states:
+            return states[path]
+        if path in failures:
+            return None
+        try:
+            states[path] = load_state(path)
+        except StateFileError as exc:
+            failures[path] = exc.reason
+            return None
+        return states[path]
+
+    folders = _resolve_steps(location.checkpoints, attempt, warnings)
+    root = attempt(location.state_file) if location.state_file else None
+    if location.state_file and root is None:
+        warnings.append(f"{location.state_file} {failures[location.state_file]}")
+    source = root
+    for folder in reversed(folders):
+        assert folder.step is not None
+        if source is not None and (source.global_step or 0) >= folder.step:
+            break
+        newest = attempt(os.path.join(folder.path, STATE_FILE))
+        if newest is not None:
+            source = newest
+            break
+    if source is None:
+        reasons = "; ".join(f"{p} {r}" for p, r in failures.items())
+        raise StateFileError(
+            location.run_dir, f"no readable trainer_state.json ({reasons or 'none found'})"
+        )
+
+    index = _loss_index(source.log_history)
+    disk: list[DiskCheckpoint] = []
+    for folder in folders:
+        assert folder.step is not None
+        path = os.path.join(folder.path, STATE_FILE)
+        usable = True
+        if path != source.path:
+            usable = _check_checkpoint(folder, attempt(path), failures.get(path), index, warnings)
+        disk.append(DiskCheckpoint(folder.name, folder.step, usable))
+    return RunRecord(location.run_dir, source, tuple(disk), False, tuple(warnings))
+
+
+def _resolve_steps(
+    checkpoints: tuple[CheckpointDir, ...],
+    attempt: Any,
+    warnings: list[str],
+) -> list[CheckpointDir]:
+    """Give last-checkpoint/ its step (from its file) and drop it when it duplicates a folder."""
+    named = [c for c in checkpoints if c.step is not None]
+    steps = {c.step for c in named}
+    for folder in checkpoints:
+        if folder.step is not None:
+            continue
+        state = attempt(os.path.join(folder.path, STATE_FILE))
+        if state is None or state.global_step is None:
+            warnings.append(f"{folder.name}/ has no readable global_step: skipped")
+        elif state.global_step not in steps:
+            named.append(CheckpointDir(folder.name, folder.path, state.global_step))
+            steps.add(state.global_step)
+    named.sort(key=lambda c: c.step or 0)
+    return named
+
+
+def _check_checkpoint(
+    folder: CheckpointDir,
+    own: TrainerState | None,
+    failure: str | None,
+    index: dict[tuple[int, str], Any],
+    warnings: list[str],
+) -> bool:
+    """Return True when `folder` can be a candidate; explain in `warnings` when it cannot."""
+    if own is None:
+        if failure and "does not exist" in failure:
+            warnings.append(
+                f"{folder.name}/ has no {STATE_FILE} (still being written, or the save was "
+                "interrupted): not a candidate"
+            )
+        else:
+            warnings.append(f"{folder.name}/{STATE_FILE} {failure}: not a candidate")
+        return False
+    if own.global_step is not None and own.global_step != folder.step:
+        warnings.append(
+            f"{folder.name}/{STATE_FILE} says global_step {own.global_step}, not {folder.step}: "
+            "the folder was renamed or copied; not a candidate"
+        )
+        return False
+    conflict = _lineage_conflict(own, index)
+    if conflict is not None:
+        step, key = conflict
+        warnings.append(
+            f"{folder.name}/ comes from another training: its {key} at step {step} differs "
+            "from the newest trainer_state.json (a reused output_dir?); not a candidate"
+        )
+        return False
+    return True

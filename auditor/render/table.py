@@ -1,0 +1,86 @@
+"""The plain-text table people read in a terminal."""
+
+from __future__ import annotations
+
+from ..results import AuditResult, RunResult
+from .text import marks, number, pick_label, pick_with_gap, safe, verdict_label
+
+RUN_HEADERS = ("run", "ckpts", "evals", "eval-only pick", "scorer pick", "trainer best", "verdict")
+CHECKPOINT_HEADERS = (
+    "step",
+    "checkpoint",
+    "eval_loss",
+    "train_loss",
+    "gap",
+    "ppl",
+    "k",
+    "c.eval",
+    "c.gap",
+    "c.ppl",
+    "c.improv",
+    "score",
+    "pick",
+)
+
+
+def render(result: AuditResult, view: str = "runs") -> str:
+    """Return a text table: one row per run, or per evaluated step with view="checkpoints"."""
+    from tabulate import tabulate
+
+    if view == "checkpoints":
+        return "\n\n".join(_checkpoint_table(run) for run in result.runs) + "\n"
+    rows = [_run_row(run) for run in result.runs]
+    text = tabulate(rows, headers=RUN_HEADERS, tablefmt="simple", disable_numparse=True)
+    if result.deploy is not None:
+        status = "FAIL" if result.deploy.flagged else "pass"
+        text += (
+            f"\n\ndeploy {safe(result.deploy.checkpoint)}: {status}: {safe(result.deploy.reason)}"
+        )
+    return text + "\n"
+
+
+def _run_row(run: RunResult) -> tuple[str, ...]:
+    if run.error is not None:
+        return (safe(run.run_dir), "-", "-", "-", "-", "-", "error")
+    return (
+        safe(run.run_dir),
+        str(run.checkpoints_on_disk) if not run.history_only else "-",
+        str(run.evaluations),
+        pick_with_gap(run, run.eval_only_pick),
+        pick_with_gap(run, run.scorer_pick),
+        pick_label(run.trainer_best),
+        verdict_label(run),
+    )
+
+
+def _checkpoint_table(run: RunResult) -> str:
+    from tabulate import tabulate
+
+    title = f"{safe(run.run_dir)}  [{verdict_label(run)}]"
+    if run.error is not None:
+        return f"{title}\nerror: {safe(run.error)}"
+    title += f"  eval key: {run.eval_key or '-'}"
+    rows = []
+    for row in run.checkpoints:
+        s = row.score
+        rows.append(
+            (
+                str(row.step),
+                safe(row.checkpoint) if row.checkpoint else "-",
+                number(row.eval_loss),
+                number(row.train_loss),
+                number(row.gap),
+                number(row.perplexity, 2),
+                "-"
+                if row.epochs_without_improvement is None
+                else str(row.epochs_without_improvement),
+                number(s.eval if s else None),
+                number(s.gap if s else None),
+                number(s.perplexity if s else None),
+                number(s.improvement if s else None, 2),
+                number(s.total if s else None),
+                marks(run, row),
+            )
+        )
+    table = tabulate(rows, headers=CHECKPOINT_HEADERS, tablefmt="simple", disable_numparse=True)
+    return f"{title}\n{table}"

@@ -1,0 +1,60 @@
+"""Shared cell formatting for the human-readable formats (table, markdown)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from ..results import CheckpointResult, Pick, RunResult
+
+# Folder names and file content come from anyone: never let them move the cursor or recolour
+# the terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text: str) -> str:
+    """Return `text` with control and bidi characters shown as escapes."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    """Return a fixed-point number, "inf"/"nan" for non-finite, "-" for missing."""
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.{digits}f}"
+
+
+def pick_label(pick: Pick | None) -> str:
+    """Return the folder name of a pick, "-" when there is none."""
+    return safe(pick.label) if pick is not None else "-"
+
+
+def pick_with_gap(run: RunResult, pick: Pick | None) -> str:
+    """Return "checkpoint-N (gap 0.123)" for a pick."""
+    if pick is None:
+        return "-"
+    row = run.row(pick)
+    gap = f" (gap {number(row.gap, 3)})" if row is not None and row.gap is not None else ""
+    return pick_label(pick) + gap
+
+
+def marks(run: RunResult, row: CheckpointResult) -> str:
+    """Return which picks a checkpoint row is: eval-only, scorer, trainer."""
+    found = []
+    for name, pick in (
+        ("eval-only", run.eval_only_pick),
+        ("scorer", run.scorer_pick),
+        ("trainer", run.trainer_best),
+    ):
+        if pick is not None and pick.step == row.step:
+            found.append(name)
+    return ", ".join(found)
+
+
+def verdict_label(run: RunResult) -> str:
+    """Return the verdict as shown to people: OVERFIT is loud, the rest plain."""
+    return "OVERFIT" if run.verdict == "overfit" else run.verdict

@@ -1,0 +1,35 @@
+"""Write a report file whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+from .errors import ReportWriteError
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write `text` to `path` through a temporary file beside it and a rename.
+
+    A reader sees the old file or the complete new one, never a partial report.
+    Raises ReportWriteError naming the path when it cannot be written.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder
+        )
+    except OSError as exc:
+        raise ReportWriteError(f"cannot write {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise ReportWriteError(f"cannot write {path}: {exc.strerror}") from exc

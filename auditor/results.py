@@ -1,0 +1,195 @@
+"""The audit's result objects: plain frozen dataclasses, with their JSON-ready form."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import Config
+from .score import Score
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA_VERSION = 1
+VERDICTS = ("agree", "overfit", "differs", "no_candidates", "error")
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A checkpoint chosen by some rule; `checkpoint` is None when no folder holds that step."""
+
+    checkpoint: str | None
+    step: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return {"checkpoint", "step"}."""
+        return {"checkpoint": self.checkpoint, "step": self.step}
+
+    @property
+    def label(self) -> str:
+        """Return the folder name, or "step N" when there is no folder."""
+        return self.checkpoint or f"step {self.step}"
+
+
+@dataclass(frozen=True)
+class CheckpointResult:
+    """One evaluated step or checkpoint folder of a run, with its score and components."""
+
+    step: int
+    checkpoint: str | None
+    on_disk: bool
+    candidate: bool
+    eval_loss: float | None
+    train_loss: float | None
+    gap: float | None
+    overfit: float | None
+    perplexity: float | None
+    epochs_without_improvement: int | None
+    score: Score | None
+    is_best: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the SPEC section 6 form (non-finite numbers as None)."""
+        components = None
+        if self.score is not None and self.score.scorable:
+            components = {
+                "eval": self.score.eval,
+                "gap": self.score.gap,
+                "perplexity": self.score.perplexity,
+                "improvement": self.score.improvement,
+            }
+        return {
+            "step": self.step,
+            "checkpoint": self.checkpoint,
+            "on_disk": self.on_disk,
+            "candidate": self.candidate,
+            "eval_loss": finite_or_none(self.eval_loss),
+            "train_loss": finite_or_none(self.train_loss),
+            "gap": finite_or_none(self.gap),
+            "overfit": finite_or_none(self.overfit),
+            "perplexity": finite_or_none(self.perplexity),
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "score": finite_or_none(self.score.total) if self.score is not None else None,
+            "is_best": self.is_best,
+            "components": components,
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The audit of one run: its picks, the overfit flag, the verdict and every checkpoint."""
+
+    run_dir: str
+    verdict: str
+    flagged: bool = False
+    error: str | None = None
+    eval_key: str | None = None
+    eval_only_pick: Pick | None = None
+    scorer_pick: Pick | None = None
+    trainer_best: Pick | None = None
+    #: The log key whose value the Trainer recorded as best_metric (e.g. eval_accuracy).
+    trainer_metric: str | None = None
+    history_only: bool = False
+    checkpoints: tuple[CheckpointResult, ...] = ()
+    warnings: tuple[str, ...] = ()
+    #: Every logged (step, train loss) of the history, for curves.
+    train_losses: tuple[tuple[int, float], ...] = field(default=(), repr=False)
+
+    def row(self, pick: Pick | None) -> CheckpointResult | None:
+        """Return the checkpoint row of `pick`, or None."""
+        if pick is None:
+            return None
+        return next((c for c in self.checkpoints if c.step == pick.step), None)
+
+    @property
+    def evaluations(self) -> int:
+        """Return the number of evaluated steps in the history."""
+        return sum(1 for c in self.checkpoints if c.eval_loss is not None)
+
+    @property
+    def checkpoints_on_disk(self) -> int:
+        """Return the number of checkpoint folders on disk."""
+        return sum(1 for c in self.checkpoints if c.on_disk)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the SPEC section 6 form of this run."""
+        return {
+            "run_dir": self.run_dir,
+            "error": self.error,
+            "flagged": self.flagged,
+            "verdict": self.verdict,
+            "eval_key": self.eval_key,
+            "eval_only_pick": self.eval_only_pick.to_dict() if self.eval_only_pick else None,
+            "scorer_pick": self.scorer_pick.to_dict() if self.scorer_pick else None,
+            "trainer_best": self.trainer_best.to_dict() if self.trainer_best else None,
+            "trainer_metric": self.trainer_metric,
+            "history_only": self.history_only,
+            "checkpoints": [c.to_dict() for c in self.checkpoints],
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class DeployJudgement:
+    """The gate's judgement of the checkpoint a user intends to ship (`check --deploy`)."""
+
+    run_dir: str
+    checkpoint: str
+    step: int
+    flagged: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "run_dir": self.run_dir,
+            "checkpoint": self.checkpoint,
+            "step": self.step,
+            "flagged": self.flagged,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """The audit of every run found below the given paths, with the config it used."""
+
+    runs: tuple[RunResult, ...]
+    config: Config = field(default_factory=Config)
+    deploy: DeployJudgement | None = None
+
+    @property
+    def flagged(self) -> tuple[RunResult, ...]:
+        """Return the flagged runs."""
+        return tuple(r for r in self.runs if r.flagged)
+
+    @property
+    def errors(self) -> tuple[RunResult, ...]:
+        """Return the runs that could not be read."""
+        return tuple(r for r in self.runs if r.error is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the SPEC section 6 report (schema_version 1)."""
+        data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "runs": [r.to_dict() for r in self.runs],
+            "config": self.config.to_dict(),
+        }
+        if self.deploy is not None:
+            data["deploy"] = self.deploy.to_dict()
+        return data
+
+    def to_frame(self, level: str = "runs") -> pd.DataFrame:
+        """Return a pandas DataFrame of runs, or of every checkpoint with level="checkpoints"."""
+        from .frame import to_frame
+
+        return to_frame(self, level)
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """Return `value` when it is a finite number, else None (strict JSON has no NaN)."""
+    if value is None or not math.isfinite(value):
+        return None
+    return value
