@@ -12,6 +12,8 @@ from .score import Score
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .sweep import SweepBest
+
 SCHEMA_VERSION = 1
 VERDICTS = ("agree", "overfit", "differs", "no_candidates", "error")
 
@@ -159,6 +161,15 @@ class AuditResult:
     runs: tuple[RunResult, ...]
     config: Config = field(default_factory=Config)
     deploy: DeployJudgement | None = None
+    #: The best checkpoint across every audited run; computed from `runs` when not given, and
+    #: kept when a report shows only some runs (`scan --top`).
+    sweep_best: SweepBest | None = None
+
+    def __post_init__(self) -> None:
+        if self.sweep_best is None:
+            from .sweep import sweep_best
+
+            object.__setattr__(self, "sweep_best", sweep_best(self.runs))
 
     @property
     def flagged(self) -> tuple[RunResult, ...]:
@@ -176,6 +187,7 @@ class AuditResult:
             "schema_version": SCHEMA_VERSION,
             "runs": [r.to_dict() for r in self.runs],
             "config": self.config.to_dict(),
+            "sweep_best": self.sweep_best.to_dict() if self.sweep_best is not None else None,
         }
         if self.deploy is not None:
             data["deploy"] = self.deploy.to_dict()

@@ -1,0 +1,135 @@
+"""Across a sweep: the best checkpoint of all runs, and the order of runs in a report."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .results import CheckpointResult, RunResult, finite_or_none
+
+#: Run orders for `scan --sort`: best first for score and eval_loss, widest gap first, and
+#: findings first for verdict.
+SORT_KEYS = ("run", "verdict", "score", "eval_loss", "gap")
+_VERDICT_ORDER = {"overfit": 0, "error": 1, "differs": 2, "no_candidates": 3, "agree": 4}
+
+
+@dataclass(frozen=True)
+class SweepPick:
+    """One checkpoint of one run: the sweep's best by some rule."""
+
+    run_dir: str
+    checkpoint: str | None
+    step: int
+    eval_loss: float
+    score: float
+
+    @property
+    def label(self) -> str:
+        """Return "run_dir/checkpoint-N" (or "run_dir step N" without a folder)."""
+        if self.checkpoint is None:
+            return f"{self.run_dir} step {self.step}"
+        return f"{self.run_dir}/{self.checkpoint}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (non-finite numbers as None)."""
+        return {
+            "run_dir": self.run_dir,
+            "checkpoint": self.checkpoint,
+            "step": self.step,
+            "eval_loss": finite_or_none(self.eval_loss),
+            "score": finite_or_none(self.score),
+        }
+
+
+@dataclass(frozen=True)
+class SweepBest:
+    """The best candidate checkpoint across every run, by score and by eval loss alone."""
+
+    by_score: SweepPick
+    by_eval_loss: SweepPick
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return {"by_score": ..., "by_eval_loss": ...}."""
+        return {"by_score": self.by_score.to_dict(), "by_eval_loss": self.by_eval_loss.to_dict()}
+
+
+def sweep_best(runs: Iterable[RunResult]) -> SweepBest | None:
+    """Return the sweep's best checkpoints, or None when no run has a scorable candidate.
+
+    Only each run's candidates count (the checkpoints its own picks choose from); ties go to
+    the run listed first, then the earlier step. Scores of runs audited on different eval keys
+    are compared as they are.
+    """
+    pool: list[tuple[int, RunResult, CheckpointResult]] = []
+    for index, run in enumerate(runs):
+        for row in run.checkpoints:
+            if row.candidate and row.score is not None and row.score.scorable:
+                pool.append((index, run, row))
+    if not pool:
+        return None
+
+    def best(key: Callable[[CheckpointResult], float]) -> SweepPick:
+        _, run, row = min(pool, key=lambda item: (key(item[2]), item[0], item[2].step))
+        assert row.eval_loss is not None and row.score is not None
+        return SweepPick(run.run_dir, row.checkpoint, row.step, row.eval_loss, row.score.total)
+
+    return SweepBest(
+        by_score=best(lambda row: row.score.total if row.score else math.inf),
+        by_eval_loss=best(lambda row: row.eval_loss if row.eval_loss is not None else math.inf),
+    )
+
+
+def order_runs(
+    runs: Iterable[RunResult], sort: str | None = None, top: int | None = None
+) -> tuple[RunResult, ...]:
+    """Return `runs` ordered by `sort` (one of SORT_KEYS; None keeps them) and cut to `top`.
+
+    Runs without the sorted value (errors, no candidates) go last, in their found order.
+    """
+    ordered = list(runs)
+    if sort is not None:
+        if sort not in SORT_KEYS:
+            raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
+        ordered.sort(key=_SORTERS[sort])
+    return tuple(ordered if top is None else ordered[:top])
+
+
+def _missing_last(value: float | None) -> tuple[int, float]:
+    if value is None or math.isnan(value):
+        return (1, 0.0)
+    return (0, value)
+
+
+def _scorer_row(run: RunResult) -> CheckpointResult | None:
+    return run.row(run.scorer_pick)
+
+
+def _eval_only_row(run: RunResult) -> CheckpointResult | None:
+    return run.row(run.eval_only_pick)
+
+
+def _by_score(run: RunResult) -> tuple[int, float]:
+    row = _scorer_row(run)
+    return _missing_last(row.score.total if row is not None and row.score is not None else None)
+
+
+def _by_eval_loss(run: RunResult) -> tuple[int, float]:
+    row = _eval_only_row(run)
+    return _missing_last(row.eval_loss if row is not None else None)
+
+
+def _by_gap(run: RunResult) -> tuple[int, float]:
+    row = _eval_only_row(run)
+    missing, gap = _missing_last(row.gap if row is not None else None)
+    return (missing, -gap)
+
+
+_SORTERS: dict[str, Callable[[RunResult], Any]] = {
+    "run": lambda run: run.run_dir,
+    "verdict": lambda run: _VERDICT_ORDER.get(run.verdict, len(_VERDICT_ORDER)),
+    "score": _by_score,
+    "eval_loss": _by_eval_loss,
+    "gap": _by_gap,
+}
