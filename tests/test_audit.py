@@ -1,0 +1,205 @@
+"""Picks, the overfit flag and verdicts (SPEC section 4) on real Trainer output folders."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import auditor
+from auditor.config import Config
+from conftest import EXAMPLES, FIXTURES
+
+
+def only_run(*paths, **kwargs) -> auditor.RunResult:
+    (run,) = auditor.audit(*paths, **kwargs).runs
+    return run
+
+
+def edit_state(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def test_flagged_run_has_the_margin_of_the_spec():
+    run = only_run(FIXTURES / "sweep" / "run-0000")
+    assert run.verdict == "overfit" and run.flagged
+    eval_only, best = run.row(run.eval_only_pick), run.row(run.scorer_pick)
+    assert eval_only.eval_loss < best.eval_loss  # eval-only really picks the lowest eval loss
+    assert best.score.total < eval_only.score.total
+    over = lambda r: max(0.0, r.eval_loss - r.train_loss) / r.eval_loss  # noqa: E731
+    assert over(eval_only) - over(best) >= 0.10
+
+
+def test_raising_min_gap_delta_turns_overfit_into_differs():
+    path = FIXTURES / "sweep" / "run-0000"
+    run = only_run(path)
+    margin = run.row(run.eval_only_pick).overfit - run.row(run.scorer_pick).overfit
+    relaxed = only_run(path, config=Config(min_gap_delta=margin + 0.01))
+    assert relaxed.verdict == "differs" and not relaxed.flagged
+
+
+def test_candidates_are_folders_on_disk_but_every_evaluation_is_listed():
+    run = only_run(EXAMPLES / "lm_overfit_rotated")
+    assert len(run.checkpoints) == 20
+    on_disk = [c for c in run.checkpoints if c.on_disk]
+    assert [c.checkpoint for c in on_disk] == ["checkpoint-60", "checkpoint-400"]
+    assert all(c.checkpoint is None for c in run.checkpoints if not c.on_disk)
+    assert {c.step for c in run.checkpoints if c.candidate} == {60, 400}
+    assert [c.step for c in run.checkpoints if c.is_best] == [run.scorer_pick.step]
+
+
+def test_history_alone_makes_every_evaluation_a_candidate():
+    run = only_run(EXAMPLES / "lm_overfit_rotated" / "trainer_state.json")
+    assert run.history_only
+    assert sum(c.candidate for c in run.checkpoints) == 20
+    assert run.eval_only_pick == auditor.Pick(None, 60)
+    assert run.scorer_pick.step == 40
+    assert any("history alone" in w for w in run.warnings)
+
+
+def test_unscorable_checkpoints_are_never_picked():
+    run = only_run(EXAMPLES / "lm_diverged")
+    nan_rows = [c for c in run.checkpoints if c.eval_loss is not None and math.isnan(c.eval_loss)]
+    assert nan_rows and all(not c.candidate and c.score.total == math.inf for c in nan_rows)
+    assert run.scorer_pick.step == 30
+
+
+def test_stale_windows_and_absolute_best_paths_resolve_by_their_last_part(copy_run):
+    run_dir = copy_run("examples/lm_resumed")
+    edit_state(
+        run_dir / "trainer_state.json",
+        lambda d: d.update(best_model_checkpoint="C:\\Users\\me\\out\\checkpoint-75\\"),
+    )
+    assert only_run(run_dir).trainer_best == auditor.Pick("checkpoint-75", 75)
+    edit_state(
+        run_dir / "trainer_state.json",
+        lambda d: d.update(best_model_checkpoint="/scratch/old-machine/out/checkpoint-75"),
+    )
+    assert only_run(run_dir).trainer_best == auditor.Pick("checkpoint-75", 75)
+
+
+def test_trainer_best_without_a_checkpoint_is_explained():
+    run = only_run(EXAMPLES / "lm_eval_misaligned")
+    assert run.trainer_best is None
+    assert any("best_global_step 75" in w for w in run.warnings)
+
+
+def test_trainer_metric_other_than_the_loss_is_reported():
+    run = only_run(EXAMPLES / "cls_accuracy")
+    assert run.trainer_metric == "eval_accuracy"
+    assert run.trainer_best.step == 125 and run.eval_only_pick.step == 50
+    assert any("eval_accuracy" in w for w in run.warnings)
+
+
+def test_several_eval_sets_wait_for_a_named_key():
+    run = only_run(EXAMPLES / "lm_multi_eval")
+    assert run.verdict == "no_candidates" and run.error is None
+    assert any("eval_in_domain_loss" in w and "eval_ood_loss" in w for w in run.warnings)
+    named = only_run(EXAMPLES / "lm_multi_eval", config=Config(eval_key="eval_in_domain_loss"))
+    assert named.verdict == "agree" and named.eval_only_pick.step == 120
+
+
+def test_mixed_trainings_in_one_folder_are_not_mixed(copy_run):
+    run_dir = copy_run("examples/lm_overfit_full")
+    # A second training reused the folder and overwrote checkpoint-100 with its own history.
+    edit_state(
+        run_dir / "checkpoint-100" / "trainer_state.json",
+        lambda d: [
+            e.update(eval_loss=e["eval_loss"] * 0.5) for e in d["log_history"] if "eval_loss" in e
+        ],
+    )
+    run = only_run(run_dir)
+    row = next(c for c in run.checkpoints if c.step == 100)
+    assert row.on_disk and not row.candidate
+    assert any("checkpoint-100/" in w and "another training" in w for w in run.warnings)
+    assert sum(c.candidate for c in run.checkpoints) == 19
+
+
+def test_global_step_that_disagrees_with_the_folder_name(copy_run):
+    run_dir = copy_run("examples/lm_healthy")
+    (run_dir / "checkpoint-150").rename(run_dir / "checkpoint-175")
+    run = only_run(run_dir)
+    assert any("checkpoint-175" in w and "global_step 150" in w for w in run.warnings)
+    assert not next(c for c in run.checkpoints if c.step == 175).candidate
+
+
+def test_last_checkpoint_folder_is_a_candidate_at_its_global_step(copy_run):
+    run_dir = copy_run("examples/lm_overfit_rotated")
+    (run_dir / "checkpoint-400").rename(run_dir / "last-checkpoint")
+    run = only_run(run_dir)
+    row = next(c for c in run.checkpoints if c.step == 400)
+    assert row.checkpoint == "last-checkpoint" and row.candidate
+
+
+def test_newest_checkpoint_not_last_step_and_no_root_file(copy_run):
+    run_dir = copy_run("examples/lm_healthy")
+    (run_dir / "trainer_state.json").unlink()
+    for step in (250, 300):
+        folder = run_dir / f"checkpoint-{step}"
+        for file in folder.iterdir():
+            file.unlink()
+        folder.rmdir()
+    run = only_run(run_dir)
+    assert [c.step for c in run.checkpoints] == [50, 100, 150, 200]
+    assert run.eval_only_pick.step == 200
+
+
+def test_checkpoint_without_state_file_is_in_progress(copy_run):
+    run_dir = copy_run("examples/lm_healthy")
+    (run_dir / "checkpoint-300" / "trainer_state.json").unlink()
+    run = only_run(run_dir)
+    assert not next(c for c in run.checkpoints if c.step == 300).candidate
+    assert any("checkpoint-300/" in w and "still being written" in w for w in run.warnings)
+    assert run.eval_only_pick.step == 250
+
+
+def test_old_transformers_format_matches_the_new_one():
+    old = only_run(EXAMPLES / "lm_overfit_full_tf4")
+    new = only_run(EXAMPLES / "lm_overfit_full")
+    assert (old.verdict, old.eval_only_pick, old.scorer_pick, old.trainer_best) == (
+        new.verdict,
+        new.eval_only_pick,
+        new.scorer_pick,
+        new.trainer_best,
+    )
+
+
+def test_unreadable_run_becomes_an_error_row_and_others_still_audit(copy_run, tmp_path):
+    good = copy_run("examples/lm_healthy", "a_good")
+    bad = copy_run("examples/lm_healthy", "b_bad")
+    for state in bad.rglob("trainer_state.json"):
+        state.write_text('{"log_history": [')
+    result = auditor.audit(tmp_path)
+    verdicts = {r.run_dir: r.verdict for r in result.runs}
+    assert verdicts == {str(good): "agree", str(bad): "error"}
+    error = result.errors[0].error
+    assert "trainer_state.json" in error and "not valid JSON" in error
+
+
+def test_json_report_is_strict_and_follows_the_schema():
+    result = auditor.audit(EXAMPLES / "lm_diverged", FIXTURES / "sweep" / "run-0000")
+    text = json.dumps(result.to_dict(), allow_nan=False)
+    data = json.loads(text)
+    assert data["schema_version"] == 1
+    run = data["runs"][1]
+    for key in (
+        "run_dir",
+        "error",
+        "flagged",
+        "verdict",
+        "eval_key",
+        "eval_only_pick",
+        "scorer_pick",
+        "trainer_best",
+        "checkpoints",
+        "warnings",
+    ):
+        assert key in run
+    row = next(c for c in run["checkpoints"] if c["is_best"])
+    assert set(row["components"]) == {"eval", "gap", "perplexity", "improvement"}
+    assert row["score"] == pytest.approx(sum(row["components"].values()))
+    diverged = data["runs"][0]
+    assert any(c["eval_loss"] is None and c["score"] is None for c in diverged["checkpoints"])

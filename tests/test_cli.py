@@ -1,0 +1,163 @@
+"""The ckpt-audit command end to end: stdout, stderr and exit code, on the bundled fixtures."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from auditor.cli import main
+from conftest import EXAMPLES, FIXTURES
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+FLAGGED = str(FIXTURES / "sweep" / "run-0000")
+HEALTHY = str(EXAMPLES / "lm_healthy")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_scan_prints_one_row_per_run_and_a_summary():
+    result = invoke("scan", str(FIXTURES))
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["run", "ckpts", "evals"]
+    assert len(lines) == 2 + 17
+    flagged = next(line for line in lines if "run-0000" in line)
+    assert "checkpoint-500 (gap 0.731)" in flagged and "checkpoint-400" in flagged
+    assert flagged.rstrip().endswith("OVERFIT")
+    assert "audited 17 runs: 1 overfit, 3 differs, 12 agree, 1 no_candidates" in result.stderr
+    assert "warning:" in result.stderr and "warning:" not in result.stdout
+
+
+def test_scan_json_on_stdout_only():
+    result = invoke("scan", FLAGGED, "--format", "json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    run = data["runs"][0]
+    assert run["verdict"] == "overfit" and run["flagged"] is True
+    assert run["eval_only_pick"] == {"checkpoint": "checkpoint-500", "step": 500}
+    assert run["scorer_pick"] == {"checkpoint": "checkpoint-400", "step": 400}
+    assert "audited 1 run" in result.stderr
+
+
+def test_quiet_silences_warnings_and_summary():
+    result = invoke("scan", str(EXAMPLES / "lm_diverged"), "-q")
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_eval_key_option():
+    result = invoke(
+        "scan", str(EXAMPLES / "lm_multi_eval"), "--eval-key", "eval_ood_loss", "--format", "json"
+    )
+    run = json.loads(result.stdout)["runs"][0]
+    assert run["eval_key"] == "eval_ood_loss" and run["verdict"] != "no_candidates"
+
+
+@pytest.mark.parametrize("args", [("scan", "/nonexistent/outputs"), ("check", "/nonexistent")])
+def test_missing_path_is_exit_2_with_a_message(args):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "error: /nonexistent" in result.stderr and "no such file or folder" in result.stderr
+
+
+def test_no_run_found_is_exit_2(tmp_path):
+    result = invoke("scan", str(tmp_path))
+    assert result.exit_code == 2
+    assert "no Trainer run found" in result.stderr
+
+
+def test_show_lists_every_evaluation_with_components_and_marks():
+    result = invoke("show", str(EXAMPLES / "lm_epoch_strategy"))
+    assert result.exit_code == 0
+    rows = [line for line in result.stdout.splitlines() if re.match(r"^\d+\s", line)]
+    assert len(rows) == 20
+    assert next(r for r in rows if r.startswith("42 ")).rstrip().endswith("scorer")
+    assert next(r for r in rows if r.startswith("54 ")).rstrip().endswith("eval-only, trainer")
+    header = result.stdout.splitlines()[1]
+    for column in ("c.eval", "c.gap", "c.ppl", "c.improv", "score"):
+        assert column in header
+
+
+def test_show_refuses_a_folder_of_several_runs():
+    result = invoke("show", str(FIXTURES / "sweep"))
+    assert result.exit_code == 2
+    assert "holds 6 runs" in result.stderr
+
+
+def test_check_passes_a_healthy_run():
+    result = invoke("check", HEALTHY)
+    assert result.exit_code == 0
+    assert "gate: pass" in result.stderr
+
+
+def test_check_fails_a_flagged_run():
+    result = invoke("check", str(FIXTURES / "sweep"))
+    assert result.exit_code == 1
+    assert "gate: FAIL" in result.stderr and "run-0000" in result.stderr
+
+
+def test_check_fails_closed_on_an_unreadable_run(copy_run):
+    run = copy_run("examples/lm_healthy")
+    for state in run.rglob("trainer_state.json"):
+        state.write_bytes(b"")
+    result = invoke("check", str(run), HEALTHY)
+    assert result.exit_code == 2
+    assert "could not be read" in result.stderr
+    assert invoke("check", str(run), HEALTHY, "--allow-unreadable").exit_code == 0
+
+
+def test_check_deploy_judges_the_checkpoint_you_ship():
+    shipped = invoke("check", "--deploy", f"{FLAGGED}/checkpoint-500")
+    assert shipped.exit_code == 1
+    assert "deploy checkpoint-500: FAIL" in shipped.stdout
+    preferred = invoke("check", "--deploy", f"{FLAGGED}/checkpoint-400")
+    assert preferred.exit_code == 0
+    assert "scorer's pick" in preferred.stdout
+
+
+def test_check_deploy_of_a_non_checkpoint_is_an_error():
+    result = invoke("check", "--deploy", HEALTHY)
+    assert result.exit_code == 2
+    assert "not a checkpoint folder" in result.stderr
+
+
+def test_output_file_gets_the_report_and_stdout_stays_empty(tmp_path):
+    target = tmp_path / "audit.json"
+    result = invoke("scan", FLAGGED, "--format", "json", "-o", str(target))
+    assert result.exit_code == 0 and result.stdout == ""
+    assert json.loads(target.read_text())["runs"][0]["verdict"] == "overfit"
+    assert f"report written to {target}" in result.stderr
+
+
+def test_python_dash_m_runs_the_same_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "auditor", "check", HEALTHY, "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stderr == ""
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_every_command_has_help_with_an_example_and_a_readme_entry(name):
+    result = invoke(name, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.stdout
+    assert f"ckpt-audit {name}" in README
+
+
+def test_every_option_is_in_the_readme():
+    for command in main.commands.values():
+        for param in command.params:
+            if isinstance(param, click.Option) and "--help" not in param.opts:
+                assert any(opt in README for opt in param.opts), (command.name, param.opts)

@@ -1,0 +1,73 @@
+"""Finding runs below the paths a user gives."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from auditor.discover import LAST_CHECKPOINT, checkpoint_step, discover
+from auditor.errors import UsageError
+from conftest import EXAMPLES, FIXTURES
+
+
+def test_finds_every_run_of_a_tree_once_in_path_order():
+    runs = discover([str(FIXTURES)])
+    names = [os.path.relpath(r.run_dir, FIXTURES) for r in runs]
+    assert names == sorted(names)
+    assert "examples/lm_healthy" in names and "sweep/run-0003" in names
+    assert len(names) == len(set(names)) == 17
+
+
+def test_never_descends_into_checkpoint_folders():
+    runs = discover([str(EXAMPLES / "lm_overfit_rotated")])
+    assert len(runs) == 1
+    assert [c.name for c in runs[0].checkpoints] == ["checkpoint-60", "checkpoint-400"]
+    assert runs[0].state_file and runs[0].state_file.endswith("trainer_state.json")
+
+
+def test_checkpoint_names():
+    assert checkpoint_step("checkpoint-0040") == 40
+    for name in ("checkpoint-", "checkpoint-abc", "checkpoint-10.tmp", "tmp-checkpoint-10"):
+        assert checkpoint_step(name) is None
+
+
+def test_overlapping_paths_and_symlinks_report_a_run_once(copy_run, tmp_path):
+    run = copy_run("examples/lm_healthy")
+    (tmp_path / "alias").symlink_to(run)
+    (run / "loop").symlink_to(tmp_path)  # a symlink back up the tree
+    runs = discover([str(tmp_path), str(run), str(tmp_path / "alias")])
+    assert len(runs) == 1
+
+
+def test_a_bare_state_file_or_a_single_checkpoint_is_a_history_only_run():
+    bare = discover([str(EXAMPLES / "lm_healthy" / "trainer_state.json")])
+    assert bare[0].history_only and bare[0].run_dir.endswith("trainer_state.json")
+    single = discover([str(EXAMPLES / "lm_healthy" / "checkpoint-300")])
+    assert single[0].history_only and single[0].run_dir.endswith("checkpoint-300")
+
+
+def test_root_state_without_checkpoints_is_history_only(copy_run):
+    run = copy_run("examples/lm_healthy")
+    for folder in run.glob("checkpoint-*"):
+        for file in folder.iterdir():
+            file.unlink()
+        folder.rmdir()
+    (location,) = discover([str(run)])
+    assert location.history_only and location.checkpoints == ()
+
+
+def test_last_checkpoint_and_odd_folders(copy_run):
+    run = copy_run("examples/lm_overfit_rotated")
+    (run / "checkpoint-60").rename(run / LAST_CHECKPOINT)
+    (run / "checkpoint-abc").mkdir()
+    (run / "tmp-checkpoint-420").mkdir()
+    (location,) = discover([str(run)])
+    assert [c.name for c in location.checkpoints] == ["checkpoint-400", LAST_CHECKPOINT]
+    notes = " ".join(location.notes)
+    assert "checkpoint-abc/" in notes and "tmp-checkpoint-420/" in notes
+
+
+def test_missing_path_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no such file or folder"):
+        discover([str(tmp_path / "nope")])

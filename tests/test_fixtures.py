@@ -1,0 +1,51 @@
+"""Every run under fixtures/ against fixtures/EXPECTED.yaml: a new case folder is a new test."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+import auditor
+from auditor.config import Config
+from conftest import FIXTURES
+
+EXPECTED = yaml.safe_load((FIXTURES / "EXPECTED.yaml").read_text())
+RESULT = auditor.audit(FIXTURES)
+RUNS = {os.path.relpath(r.run_dir, FIXTURES): r for r in RESULT.runs}
+
+
+def test_every_fixture_run_has_an_expectation():
+    assert sorted(RUNS) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixture_run(name):
+    want, run = EXPECTED[name], RUNS[name]
+    assert run.error is None
+    assert run.verdict == want["verdict"]
+    assert run.flagged == (want["verdict"] == "overfit")
+    assert (run.eval_only_pick.step if run.eval_only_pick else None) == want["eval_only"]
+    assert (run.scorer_pick.step if run.scorer_pick else None) == want["scorer"]
+    assert (run.trainer_best.step if run.trainer_best else None) == want["trainer_best"]
+    if "trainer_metric" in want:
+        assert run.trainer_metric == want["trainer_metric"]
+
+
+def test_eval_only_pick_is_what_load_best_model_at_end_picks_on_eval_loss():
+    # Where the Trainer chose on eval_loss and its best folder survived, the two agree.
+    for name, run in RUNS.items():
+        state_metric = run.trainer_metric
+        if state_metric == "eval_loss" and run.trainer_best and run.row(run.trainer_best):
+            assert run.eval_only_pick == run.trainer_best, name
+
+
+def test_picks_do_not_depend_on_the_walk(tmp_path):
+    for name in EXPECTED:
+        alone = auditor.audit(FIXTURES / name, config=Config()).runs[0]
+        assert (alone.eval_only_pick, alone.scorer_pick, alone.verdict) == (
+            RUNS[name].eval_only_pick,
+            RUNS[name].scorer_pick,
+            RUNS[name].verdict,
+        )
