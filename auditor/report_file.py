@@ -9,8 +9,8 @@ import tempfile
 from .errors import ReportWriteError
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write `text` to `path` through a temporary file beside it and a rename.
+def write_atomic(path: str, text: str | bytes) -> None:
+    """Write `text` (str or bytes) to `path` through a temporary file beside it and a rename.
 
     A reader sees the old file or the complete new one, never a partial report.
     Raises ReportWriteError naming the path when it cannot be written.
@@ -23,8 +23,9 @@ def write_atomic(path: str, text: str) -> None:
     except OSError as exc:
         raise ReportWriteError(f"cannot write {path}: {exc.strerror}") from exc
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, 0o644)
