@@ -19,7 +19,10 @@ EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    from .render.text import safe
+
+    # Messages embed paths the user gave or found on disk: never let them reach the terminal raw.
+    click.echo(f"error: {safe(message)}", err=True)
     sys.exit(EXIT_ERROR)
 
 
@@ -102,12 +105,17 @@ def _emit(result: AuditResult, fmt: str, view: str, output: str | None, quiet: b
         write_atomic(output, text)
     else:
         click.echo(text, nl=False)
+    for run in result.runs:
+        for warning in () if quiet else run.warnings:
+            click.echo(f"warning: {safe(run.run_dir)}: {safe(warning)}", err=True)
+        if run.error is not None:
+            # The table only says "error": the reason (file and fix) must reach the user too.
+            where = "" if run.error.startswith(run.run_dir) else f"{run.run_dir}: "
+            click.echo(f"error: {safe(where + run.error)}", err=True)
     if quiet:
         return
-    for run in result.runs:
-        for warning in run.warnings:
-            click.echo(f"warning: {safe(run.run_dir)}: {safe(warning)}", err=True)
-    click.echo(_summary(result) + (f"; report written to {output}" if output else ""), err=True)
+    written = f"; report written to {safe(output)}" if output else ""
+    click.echo(_summary(result) + written, err=True)
 
 
 def _summary(result: AuditResult) -> str:
@@ -253,7 +261,9 @@ def check(
     _emit(result, fmt, "runs", output, quiet)
     code, reason = gate_exit_code(result)
     if not quiet or code == EXIT_ERROR:
-        click.echo(f"gate: {reason}", err=True)
+        from .render.text import safe
+
+        click.echo(f"gate: {safe(reason)}", err=True)
     sys.exit(code)
 
 

@@ -8,8 +8,11 @@ import re
 from ..results import CheckpointResult, Pick, RunResult
 
 # Folder names and file content come from anyone: never let them move the cursor or recolour
-# the terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# the terminal. Lone surrogates are how Python spells a folder name's bytes that are not UTF-8;
+# they cannot be printed or written as UTF-8 at all.
+_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 
 def safe(text: str) -> str:
