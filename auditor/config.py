@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +54,7 @@ class Config:
                 merged["weights"][key.removeprefix("weight_")] = value
             else:
                 merged[key] = value
-        return config_from_mapping(merged, source="options")
+        return config_from_mapping(merged, source="command line")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as plain data (what `ckpt-audit config` prints)."""
@@ -71,6 +72,13 @@ def _number(value: Any, key: str, source: str) -> float:
     if not math.isfinite(value):
         raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
     return float(value)
+
+
+def _at_least_zero(value: Any, key: str, source: str) -> float:
+    number = _number(value, key, source)
+    if number < 0:
+        raise ConfigError(f"{source}: '{key}' must be 0 or more, got {value!r}")
+    return number
 
 
 def config_from_mapping(data: Mapping[str, Any], source: str = "config") -> Config:
@@ -94,14 +102,17 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "config") -> Conf
                 raise ConfigError(
                     f"{source}: unknown key 'weights.{key}' (known: eval, gap, perplexity)"
                 )
+        # A negative weight would reward the very thing its term measures.
         kwargs["weights"] = Weights(
-            **{k: _number(v, f"weights.{k}", source) for k, v in raw.items()}
+            **{k: _at_least_zero(v, f"weights.{k}", source) for k, v in raw.items()}
         )
     for key in _FLOAT_KEYS:
         if key in data:
             kwargs[key] = _number(data[key], key, source)
     if kwargs.get("perplexity_cap", 1.0) <= 0:
         raise ConfigError(f"{source}: 'perplexity_cap' must be greater than 0")
+    if "min_gap_delta" in kwargs:
+        _at_least_zero(kwargs["min_gap_delta"], "min_gap_delta", source)
     if "eval_key" in data:
         value = data["eval_key"]
         if value is not None and (not isinstance(value, str) or not value):
@@ -133,6 +144,31 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "config") -> Conf
     return Config(**kwargs)
 
 
+# PyYAML follows YAML 1.1, where `1e-3` (no dot) is a string; people write it as a number.
+_FLOAT_1_2 = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _loader() -> type:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """Safe loader that reads 1e-3 as a float and refuses a key given twice."""
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise ConfigError(
+                        f"'{key}' is given twice (line {key_node.start_mark.line + 1})"
+                    )
+                seen.add(key)
+            return dict(super().construct_mapping(node, deep=deep))
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
+    return Loader
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Return the Config stored in the YAML file at `path`; raise ConfigError on any problem."""
     import yaml
@@ -140,7 +176,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     name = os.fspath(path)
     try:
         with open(name, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            data = yaml.load(handle, Loader=_loader())  # a SafeLoader: builds plain data only
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"{name}: cannot read the config file ({exc.strerror})") from exc
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -150,8 +188,37 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     return config_from_mapping(data, source=name)
 
 
-def to_yaml(config: Config) -> str:
-    """Return the config as a complete, commented-free YAML document."""
+# What each key means, printed above it by `ckpt-audit config`.
+_COMMENTS = {
+    "weights": "Weights of the score's terms (lower score is better):\n"
+    "  eval * eval_loss + gap * |train_loss - eval_loss| / eval_loss\n"
+    "  + perplexity * min(exp(eval_loss) / perplexity_cap, 1) + improvement_bonus",
+    "perplexity_cap": "The perplexity term is min(exp(eval_loss) / perplexity_cap, 1).",
+    "improvement_bonus": "Added to the score when an evaluation sets a new best eval loss.",
+    "min_gap_delta": "A run is flagged when the eval-only pick overfits by at least this much\n"
+    "more than the scorer's pick (overfit = max(0, eval - train) / eval).",
+    "eval_key": "Log key of the selection loss; null: eval_loss, or the run's only\n"
+    "eval_<name>_loss.",
+    "train_loss": "Train loss paired with an evaluation: last (the last logged at or before\n"
+    "its step) or mean (the mean of those logged since the previous evaluation).",
+    "fail_on": "Verdicts that fail `ckpt-audit check` (exit 1): any of overfit, differs,\n"
+    "no_candidates.",
+    "allow_unreadable": "Let `check` pass runs that cannot be read (it fails closed by default).",
+}
+
+
+def to_yaml(config: Config, comments: bool = True) -> str:
+    """Return the config as a complete YAML document, each key with a comment unless told not."""
     import yaml
 
-    return str(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    parts = []
+    if comments:
+        parts.append(
+            "# checkpoint-auditor config (ckpt-audit --config FILE, or ./.ckpt-audit.yaml).\n"
+            "# Every key is optional: a key left out takes the value shown here.\n"
+        )
+    for key, value in config.to_dict().items():
+        if comments:
+            parts.append("\n" + "".join(f"# {line}\n" for line in _COMMENTS[key].splitlines()))
+        parts.append(str(yaml.safe_dump({key: value}, sort_keys=False)))
+    return "".join(parts)

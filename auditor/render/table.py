@@ -23,25 +23,60 @@ CHECKPOINT_HEADERS = (
 )
 
 
-def render(result: AuditResult, view: str = "runs") -> str:
-    """Return a text table: one row per run, or per evaluated step with view="checkpoints"."""
+def render(result: AuditResult, view: str = "runs", color: bool = False) -> str:
+    """Return a text table: one row per run, or per evaluated step with view="checkpoints".
+
+    With color=True the verdicts that need attention are coloured (for a terminal).
+    """
     from tabulate import tabulate
 
     if view == "checkpoints":
         return "\n\n".join(_checkpoint_table(run) for run in result.runs) + "\n"
-    rows = [_run_row(run) for run in result.runs]
+    rows = [_run_row(run, color) for run in result.runs]
     text = tabulate(rows, headers=RUN_HEADERS, tablefmt="simple", disable_numparse=True)
     if result.deploy is not None:
         status = "FAIL" if result.deploy.flagged else "pass"
         text += (
             f"\n\ndeploy {safe(result.deploy.checkpoint)}: {status}: {safe(result.deploy.reason)}"
         )
+    if result.sweep_best is not None and len(result.runs) > 1:
+        text += "\n\n" + sweep_line(result)
     return text + "\n"
 
 
-def _run_row(run: RunResult) -> tuple[str, ...]:
+def sweep_line(result: AuditResult) -> str:
+    """Return the closing line naming the sweep's best checkpoint, by score and by eval loss."""
+    best = result.sweep_best
+    if best is None:
+        return ""
+    by_score, by_eval = best.by_score, best.by_eval_loss
+    line = (
+        f"best of the sweep by score: {safe(by_score.label)} "
+        f"(score {number(by_score.score)}, eval_loss {number(by_score.eval_loss)})"
+    )
+    if by_eval == by_score:
+        return line + "; lowest eval_loss: the same checkpoint"
+    return line + (
+        f"; lowest eval_loss: {safe(by_eval.label)} "
+        f"(score {number(by_eval.score)}, eval_loss {number(by_eval.eval_loss)})"
+    )
+
+
+_COLOURS = {"overfit": "red", "error": "red", "differs": "yellow"}
+
+
+def _verdict(run: RunResult, color: bool) -> str:
+    label = verdict_label(run)
+    if color and run.verdict in _COLOURS:
+        import click
+
+        return click.style(label, fg=_COLOURS[run.verdict], bold=run.verdict == "overfit")
+    return label
+
+
+def _run_row(run: RunResult, color: bool = False) -> tuple[str, ...]:
     if run.error is not None:
-        return (safe(run.run_dir), "-", "-", "-", "-", "-", "error")
+        return (safe(run.run_dir), "-", "-", "-", "-", "-", _verdict(run, color))
     return (
         safe(run.run_dir),
         str(run.checkpoints_on_disk) if not run.history_only else "-",
@@ -49,7 +84,7 @@ def _run_row(run: RunResult) -> tuple[str, ...]:
         pick_with_gap(run, run.eval_only_pick),
         pick_with_gap(run, run.scorer_pick),
         pick_label(run.trainer_best),
-        verdict_label(run),
+        _verdict(run, color),
     )
 
 

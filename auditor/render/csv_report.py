@@ -1,0 +1,61 @@
+"""The CSV report: one row per run or per evaluated step, for pandas or a spreadsheet."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from typing import Any
+
+from ..frame import columns, records
+from ..results import AuditResult
+
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection); a
+# folder name is anyone's text, so such cells get a leading quote, shown but never run.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def render(result: AuditResult, view: str = "runs") -> str:
+    """Return CSV text: a header, then one row per run (view="runs") or per step ("checkpoints").
+
+    Numbers are written in full precision (non-finite as nan/inf), missing values as empty
+    cells, flags as true/false: `pandas.read_csv` gives back the columns of `to_frame`.
+    """
+    level = "checkpoints" if view == "checkpoints" else "runs"
+    names = list(columns(level))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(names)
+    for record in records(result, level):
+        writer.writerow([cell(record[name]) for name in names])
+    return buffer.getvalue()
+
+
+def cell(value: Any) -> str:
+    """Return the CSV text of one value, with formula-like text neutralised."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    return neutralise(str(value))
+
+
+def neutralise(text: str) -> str:
+    """Return `text` with a leading quote when a spreadsheet would run it as a formula.
+
+    Stricter than "a minus followed by a non-digit": "-1+2" is a formula too, so only text
+    that is a plain number keeps a leading sign.
+    """
+    if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
