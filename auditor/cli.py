@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, NoReturn
 
 import click
@@ -13,7 +15,8 @@ from . import __version__
 from .config import DEFAULT_CONFIG_NAME, Config, load_config, to_yaml
 from .errors import AuditorError, UsageError
 from .render import RENDERERS, render
-from .results import AuditResult
+from .results import AuditResult, RunResult
+from .sweep import SORT_KEYS, order_runs
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -67,7 +70,14 @@ def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "-q",
             "--quiet",
             is_flag=True,
-            help="Print no warnings or summary on stderr, only errors.",
+            help="Print no warnings, progress or summary on stderr, only errors.",
+        ),
+        click.option(
+            "--color/--no-color",
+            default=None,
+            expose_value=False,
+            callback=_remember,
+            help="Colour the table's verdicts (default: only on a terminal, never with NO_COLOR).",
         ),
     ]
     for option in reversed(options):
@@ -75,17 +85,37 @@ def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    # Display options every command shares reach _emit through the context, not each signature.
+    ctx.meta[f"ckpt-audit.{param.name}"] = value
+    return value
+
+
+def _use_color(fmt: str, output: str | None) -> bool:
+    """Return whether to colour the report: --color/--no-color, else a terminal without NO_COLOR."""
+    ctx = click.get_current_context(silent=True)
+    chosen = ctx.meta.get("ckpt-audit.color") if ctx is not None else None
+    if fmt != "table" or output:
+        return False
+    if chosen is not None:
+        return bool(chosen)
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
 def _audit(paths: tuple[str, ...], config: Config, quiet: bool) -> AuditResult:
     from .api import audit
 
     progress = None
     if not quiet and sys.stderr.isatty():
+        started, shown = time.monotonic(), False
 
         def progress(done: int, total: int) -> None:
-            if total >= 20:
+            nonlocal shown
+            # Only a scan that takes a moment earns a progress line.
+            if shown or time.monotonic() - started >= 0.5:
+                shown = True
                 end = "\n" if done == total else ""
-                click.echo(f"\rauditing runs: {done}/{total}", err=True, nl=False)
-                click.echo(end, err=True, nl=False)
+                click.echo(f"\rauditing runs: {done}/{total}{end}", err=True, nl=False)
 
     result = audit(*paths, config=config, progress=progress)
     if not result.runs:
@@ -96,15 +126,25 @@ def _audit(paths: tuple[str, ...], config: Config, quiet: bool) -> AuditResult:
     return result
 
 
-def _emit(result: AuditResult, fmt: str, view: str, output: str | None, quiet: bool) -> None:
+def _emit(
+    result: AuditResult,
+    fmt: str,
+    view: str,
+    output: str | None,
+    quiet: bool,
+    shown: tuple[RunResult, ...] | None = None,
+) -> None:
+    """Write the report (of the `shown` runs, all by default), then warnings and a summary."""
     from .render.text import safe
     from .report_file import write_atomic
 
-    text = render(result, fmt, view)
+    report = result if shown is None else replace(result, runs=shown)
+    color = _use_color(fmt, output)
+    text = render(report, fmt, view, color=color)
     if output:
         write_atomic(output, text)
     else:
-        click.echo(text, nl=False)
+        click.echo(text, nl=False, color=color)
     for run in result.runs:
         for warning in () if quiet else run.warnings:
             click.echo(f"warning: {safe(run.run_dir)}: {safe(warning)}", err=True)
@@ -131,6 +171,17 @@ def _summary(result: AuditResult) -> str:
     return f"audited {len(result.runs)} {noun}: {', '.join(parts)}"
 
 
+def _append_step_summary(result: AuditResult, path: str) -> None:
+    from .render.text import safe
+    from .report_file import append_text
+
+    try:
+        append_text(path, render(result, "markdown"))
+    except AuditorError as exc:
+        # The job summary is a courtesy: the gate's verdict still decides the exit code.
+        click.echo(f"warning: GITHUB_STEP_SUMMARY: {safe(str(exc))}", err=True)
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -155,9 +206,26 @@ def main() -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--per-checkpoint",
+    is_flag=True,
+    help="One row per evaluated step of every run (with the run as a column), not per run.",
+)
+@click.option(
+    "--sort",
+    type=click.Choice(SORT_KEYS),
+    help="Order runs: by run folder, verdict (findings first), score or eval_loss (best "
+    "first), or gap (widest first).",
+)
+@click.option(
+    "--top", type=click.IntRange(min=1), metavar="N", help="Report only the first N runs."
+)
 @_report_options
 def scan(
     paths: tuple[str, ...],
+    per_checkpoint: bool,
+    sort: str | None,
+    top: int | None,
     fmt: str,
     output: str | None,
     eval_key: str | None,
@@ -172,12 +240,15 @@ def scan(
     run is found.
 
     \b
-    Example:
+    Examples:
       ckpt-audit scan outputs/ --format json -o audit.json
+      ckpt-audit scan outputs/ --per-checkpoint --format csv -o steps.csv
+      ckpt-audit scan outputs/ --sort score --top 5
     """
     config = _load_config(config_path, eval_key)
     result = _audit(paths, config, quiet)
-    _emit(result, fmt, "runs", output, quiet)
+    shown = order_runs(result.runs, sort, top) if sort or top else None
+    _emit(result, fmt, "checkpoints" if per_checkpoint else "runs", output, quiet, shown)
 
 
 @main.command()
@@ -227,11 +298,20 @@ def show(
     default=None,
     help="Do not fail when a run cannot be read (the gate fails closed by default).",
 )
+@click.option(
+    "--no-step-summary",
+    "step_summary",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    help="Inside GitHub Actions, do not append the Markdown summary to $GITHUB_STEP_SUMMARY.",
+)
 @_report_options
 def check(
     paths: tuple[str, ...],
     deploy: str | None,
     allow_unreadable: bool | None,
+    step_summary: bool,
     fmt: str,
     output: str | None,
     eval_key: str | None,
@@ -259,6 +339,8 @@ def check(
     else:
         result = _audit(paths, config, quiet)
     _emit(result, fmt, "runs", output, quiet)
+    if step_summary and os.environ.get("GITHUB_STEP_SUMMARY"):
+        _append_step_summary(result, os.environ["GITHUB_STEP_SUMMARY"])
     code, reason = gate_exit_code(result)
     if not quiet or code == EXIT_ERROR:
         from .render.text import safe

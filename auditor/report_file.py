@@ -34,3 +34,15 @@ def write_atomic(path: str, text: str | bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise ReportWriteError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def append_text(path: str, text: str) -> None:
+    """Append `text` to the file at `path` (created when missing), as CI job summaries expect.
+
+    Raises ReportWriteError naming the path when it cannot be written.
+    """
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise ReportWriteError(f"cannot append to {path}: {exc.strerror}") from exc

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..frame import columns, records
 from ..results import AuditResult
+from .text import safe
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection); a
 # folder name is anyone's text, so such cells get a leading quote, shown but never run.
@@ -47,7 +48,9 @@ def cell(value: Any) -> str:
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
         return repr(value)
-    return neutralise(str(value))
+    # Names are written as the table shows them: an undecodable byte or a control character in
+    # a folder name becomes an escape instead of breaking the file's encoding or its rows.
+    return neutralise(safe(str(value)))
 
 
 def neutralise(text: str) -> str:

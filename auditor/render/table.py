@@ -70,7 +70,7 @@ def _verdict(run: RunResult, color: bool) -> str:
     if color and run.verdict in _COLOURS:
         import click
 
-        return click.style(label, fg=_COLOURS[run.verdict], bold=run.verdict == "overfit")
+        return click.style(label, fg=_COLOURS[run.verdict], bold=run.verdict == "overfit" or None)
     return label
 
 
