@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +15,8 @@ from .discover import STATE_FILE, CheckpointDir, RunLocation
 from .errors import StateFileError
 
 _LFS_POINTER = b"version https://git-lfs"
+_LONG_NUMBER = re.compile(rb"\d{300}")
+_FOLDER = "is a folder, not a file; remove it or put the real file there"
 # Compare a checkpoint's own newest log entries with the newest history: enough to tell two
 # trainings apart, little enough to stay cheap.
 _LINEAGE_ENTRIES = 4
@@ -59,18 +64,54 @@ def _int_or_none(value: Any) -> int | None:
     return None
 
 
+def _parse_int(digits: str) -> int | float:
+    return int(digits) if len(digits) < 300 else float(digits)
+
+
 def _read_bytes(path: str) -> bytes:
-    if os.path.isdir(path):
-        raise StateFileError(path, "is a folder, not a file; remove it or put the real file there")
+    # Non-blocking: a FIFO under this name would otherwise hang the scan before it is refused.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        descriptor = os.open(path, flags)
     except FileNotFoundError as exc:
-        raise StateFileError(path, "does not exist (a dangling symlink, or deleted)") from exc
-    except OSError as exc:
+        if os.path.islink(path):
+            raise StateFileError(
+                path,
+                f"is a symlink to {os.readlink(path)}, which is missing; "
+                "restore the target or remove the link",
+            ) from exc
         raise StateFileError(
-            path, f"cannot be read ({exc.strerror}); check its permissions"
+            path, "does not exist (the save is incomplete, or it was deleted)"
         ) from exc
+    except IsADirectoryError as exc:
+        raise StateFileError(path, _FOLDER) from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateFileError(
+                path, "is a symlink loop; point it at the real file or remove it"
+            ) from exc
+        hint = (
+            "check its permissions"
+            if exc.errno in (errno.EACCES, errno.EPERM)
+            else "check the disk or the mount"
+        )
+        raise StateFileError(path, f"cannot be read ({exc.strerror}); {hint}") from exc
+    kind = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(descriptor)
+        if stat.S_ISDIR(kind):
+            raise StateFileError(path, _FOLDER)
+        # A device (/dev/zero) would be read forever, a pipe would wait for a writer.
+        raise StateFileError(
+            path, "is not a regular file (a pipe, socket or device); put the real file there"
+        )
+    with os.fdopen(descriptor, "rb") as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise StateFileError(
+                path, f"cannot be read ({exc.strerror}); check the disk or the mount"
+            ) from exc
 
 
 def parse_state(data: bytes, path: str) -> TrainerState:
@@ -87,13 +128,21 @@ def parse_state(data: bytes, path: str) -> TrainerState:
         raise StateFileError(
             path, f"is not UTF-8 text (binary data at byte {exc.start}); restore the real file"
         ) from exc
+    # An integer of thousands of digits is refused by int() and one past 1e308 cannot become a
+    # float: read such numbers as floats (inf when out of range) so every value stays usable.
+    parse_int = _parse_int if _LONG_NUMBER.search(data) else None
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_int=parse_int)
     except json.JSONDecodeError as exc:
+        cause = (
+            "something follows the JSON document (two saves written into one file?)"
+            if exc.msg.startswith("Extra data")
+            else "the file may have been cut short by an interrupted save"
+        )
         raise StateFileError(
             path,
             f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            "the file may have been cut short by an interrupted save",
+            f"{cause}: restore it or delete the checkpoint",
         ) from exc
     except RecursionError as exc:
         raise StateFileError(path, "is nested too deeply to be a trainer_state.json") from exc
