@@ -256,7 +256,11 @@ def read_run(location: RunLocation) -> RunRecord:
             source = newest
             break
     if source is None:
-        reasons = "; ".join(f"{p} {r}" for p, r in failures.items())
+        # Name the first few files: a run of fifty broken saves must still read as one line.
+        listed = [f"{p} {r}" for p, r in failures.items()]
+        reasons = "; ".join(listed[:2])
+        if len(listed) > 2:
+            reasons += f"; and {len(listed) - 2} more {STATE_FILE} files that cannot be read"
         raise StateFileError(
             location.run_dir, f"no readable trainer_state.json ({reasons or 'none found'})"
         )
@@ -268,7 +272,18 @@ def read_run(location: RunLocation) -> RunRecord:
         path = os.path.join(folder.path, STATE_FILE)
         usable = True
         if path != source.path:
-            usable = _check_checkpoint(folder, attempt(path), failures.get(path), index, warnings)
+            own = attempt(path)
+            newer = source.global_step is not None and folder.step > source.global_step
+            if own is None and newer:
+                # Training still running: the Trainer writes trainer_state.json last in a save.
+                warnings.append(
+                    f"{folder.name}/ looks like a save in progress (newer than the history, "
+                    f"and its {STATE_FILE} cannot be read yet): not a candidate; the run is "
+                    "audited from the rest"
+                )
+                usable = False
+            else:
+                usable = _check_checkpoint(folder, own, failures.get(path), index, warnings)
         disk.append(DiskCheckpoint(folder.name, folder.step, usable))
     return RunRecord(location.run_dir, source, tuple(disk), False, tuple(warnings))
 
