@@ -29,7 +29,9 @@ def test_scan_prints_one_row_per_run_and_a_summary():
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["run", "ckpts", "evals"]
-    assert len(lines) == 2 + 17
+    # header, rule, 17 runs, a blank line, the sweep's best checkpoint
+    assert len(lines) == 2 + 17 + 2
+    assert lines[-1].startswith("best of the sweep by score: ")
     flagged = next(line for line in lines if "run-0000" in line)
     assert "checkpoint-500 (gap 0.731)" in flagged and "checkpoint-400" in flagged
     assert flagged.rstrip().endswith("OVERFIT")
