@@ -6,16 +6,15 @@ import errno
 import json
 import math
 import os
-import re
 import stat
 from dataclasses import dataclass
 from typing import Any
 
 from .discover import STATE_FILE, CheckpointDir, RunLocation
 from .errors import StateFileError
+from .fastjson import loads
 
 _LFS_POINTER = b"version https://git-lfs"
-_LONG_NUMBER = re.compile(rb"\d{300}")
 _FOLDER = "is a folder, not a file; remove it or put the real file there"
 # Compare a checkpoint's own newest log entries with the newest history: enough to tell two
 # trainings apart, little enough to stay cheap.
@@ -130,9 +129,9 @@ def parse_state(data: bytes, path: str) -> TrainerState:
         ) from exc
     # An integer of thousands of digits is refused by int() and one past 1e308 cannot become a
     # float: read such numbers as floats (inf when out of range) so every value stays usable.
-    parse_int = _parse_int if _LONG_NUMBER.search(data) else None
+    # orjson reads them as floats itself; json sees them only when orjson refused the file.
     try:
-        document = json.loads(text, parse_int=parse_int)
+        document = loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         cause = (
             "something follows the JSON document (two saves written into one file?)"
