@@ -201,6 +201,7 @@ def main() -> None:
       ckpt-audit scan outputs/            one row per run found below outputs/
       ckpt-audit show outputs/run-3       every evaluated step, with score components
       ckpt-audit check outputs/           CI gate: exit 1 when a run is flagged
+      ckpt-audit report outputs/          an HTML page with a loss chart per run
     """
 
 
@@ -272,12 +273,7 @@ def show(
     """
     config = _load_config(config_path, eval_key)
     result = _audit((run,), config, quiet)
-    if len(result.runs) > 1:
-        listed = ", ".join(r.run_dir for r in result.runs[:3])
-        raise UsageError(
-            f"{run} holds {len(result.runs)} runs ({listed}, ...); show takes one run: "
-            "name one of them, or use `ckpt-audit scan`"
-        )
+    _single_run(result, run, "show")
     _emit(result, fmt, "checkpoints", output, quiet)
     if result.runs[0].error is not None:
         sys.exit(EXIT_ERROR)
@@ -347,6 +343,105 @@ def check(
 
         click.echo(f"gate: {safe(reason)}", err=True)
     sys.exit(code)
+
+
+def _single_run(result: AuditResult, run: str, command: str) -> RunResult:
+    if len(result.runs) > 1:
+        listed = ", ".join(r.run_dir for r in result.runs[:3])
+        raise UsageError(
+            f"{run} holds {len(result.runs)} runs ({listed}, ...); {command} takes one run: "
+            "name one of them, or use `ckpt-audit scan`"
+        )
+    return result.runs[0]
+
+
+def _audit_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--eval-key",
+            metavar="KEY",
+            help="Log key of the selection loss (default: eval_loss, or the run's only "
+            "eval_<name>_loss).",
+        ),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False),
+            help=f"YAML config file (default: ./{DEFAULT_CONFIG_NAME} when present).",
+        ),
+        click.option(
+            "-q", "--quiet", is_flag=True, help="Print no warnings or summary, only errors."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default="report.html",
+    show_default=True,
+    help="Write the HTML report to FILE (whole or not at all).",
+)
+@_audit_options
+def report(
+    paths: tuple[str, ...], output: str, eval_key: str | None, config_path: str | None, quiet: bool
+) -> None:
+    """One self-contained HTML page for the runs below PATHS: a sortable overview with
+    flagged runs first, then each run's train and eval loss chart with both picks marked
+    and its score components. Needs matplotlib: pip install 'checkpoint-auditor[plot]'.
+
+    \b
+    Example:
+      ckpt-audit report outputs/ -o report.html
+    """
+    from .plot import require_matplotlib
+
+    require_matplotlib()
+    config = _load_config(config_path, eval_key)
+    result = _audit(paths, config, quiet)
+    _emit(result, "html", "runs", output, quiet)
+
+
+@main.command()
+@click.argument("run", type=click.Path())
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Write the chart to FILE: .png, .svg or .pdf (whole or not at all).",
+)
+@_audit_options
+def plot(run: str, output: str, eval_key: str | None, config_path: str | None, quiet: bool) -> None:
+    """The train and eval loss chart of one RUN, with both picks marked, as an image for
+    a paper or a chat message. Needs matplotlib: pip install 'checkpoint-auditor[plot]'.
+
+    \b
+    Example:
+      ckpt-audit plot outputs/run-3 -o run-3.png
+    """
+    from .plot import chart_format, require_matplotlib, save_chart
+    from .render.text import safe
+
+    require_matplotlib()
+    chart_format(output)
+    config = _load_config(config_path, eval_key)
+    found = _single_run(_audit((run,), config, quiet), run, "plot")
+    if found.error is not None:
+        raise UsageError(found.error)
+    save_chart(found, output)
+    if not quiet:
+        for warning in found.warnings:
+            click.echo(f"warning: {safe(found.run_dir)}: {safe(warning)}", err=True)
+        click.echo(
+            f"{safe(found.run_dir)}: {found.verdict}; chart written to {safe(output)}", err=True
+        )
 
 
 @main.command("config")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import partial
 
 from ..results import AuditResult
-from . import csv_report, json_report, junit, markdown, table
+from . import csv_report, html, json_report, junit, markdown, table
 
 #: A renderer turns a result into the text of a report. `view` is "runs" (one row per run,
 #: for scan and check) or "checkpoints" (one row per evaluated step, for show).
@@ -18,6 +18,7 @@ RENDERERS: dict[str, Renderer] = {
     "csv": csv_report.render,
     "markdown": markdown.render,
     "junit": junit.render,
+    "html": html.render,
 }
 
 #: Formats that can colour a terminal's text: their coloured renderer.

@@ -1,0 +1,345 @@
+"""The loss-curve chart of one run, drawn with matplotlib (an optional extra, imported lazily)."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+from .errors import AuditorError
+from .results import CheckpointResult, RunResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+INSTALL_HINT = "pip install 'checkpoint-auditor[plot]'"
+FORMATS = ("png", "svg", "pdf")
+
+#: A train curve longer than this is thinned to its per-bucket extremes: a 50-run report must stay
+#: a few MB, and the eye cannot tell 20,000 points from 600 on a chart this wide.
+MAX_TRAIN_POINTS = 600
+
+TRAIN_COLOUR = "#4c72b0"
+EVAL_COLOUR = "#dd8452"
+EVAL_ONLY_COLOUR = "#c0392b"
+SCORER_COLOUR = "#1e8449"
+SHADE_COLOUR = "#f5b7b1"
+
+# Text stays text (a few bytes per label instead of a path per glyph); a fixed hash salt keeps
+# the SVG identical from one run of the report to the next.
+_STYLE: dict[str, Any] = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "ckpt-audit",
+    # Folder names may hold "$": show them as written, never as math.
+    "text.parse_math": False,
+    "font.family": "sans-serif",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 10,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+}
+
+
+class PlotUnavailableError(AuditorError):
+    """matplotlib, the optional charting library, is not installed."""
+
+
+def require_matplotlib() -> None:
+    """Return when matplotlib can be imported; raise PlotUnavailableError naming the fix."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise PlotUnavailableError(
+            f"charts need matplotlib, which is not installed: {INSTALL_HINT}"
+        ) from exc
+
+
+def chart_svg(run: RunResult, id_prefix: str = "c") -> str:
+    """Return the chart of `run` as an <svg> element ready to inline in HTML.
+
+    Element ids get `id_prefix`, so several charts can share one page without clashing.
+    """
+    text = chart_bytes(run, "svg").decode("utf-8")
+    text = text[text.index("<svg") :]
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.DOTALL)
+    return _prefix_ids(text, id_prefix)
+
+
+def chart_bytes(run: RunResult, fmt: str, title: str | None = None) -> bytes:
+    """Return the chart of `run` encoded as `fmt` (png, svg or pdf), with an optional title."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    buffer = io.BytesIO()
+    with _style():
+        figure = draw(run, title)
+        FigureCanvasAgg(figure)
+        metadata = {"Date": None} if fmt == "svg" else None
+        dpi = 150 if fmt == "png" else 72
+        figure.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata)
+    return buffer.getvalue()
+
+
+def save_chart(run: RunResult, path: str) -> None:
+    """Write the chart of `run` to `path` (format from its suffix), whole or not at all."""
+    from .render.text import safe
+    from .report_file import write_atomic
+
+    fmt = chart_format(path)
+
+    title = f"{safe(run.run_dir)}  [{run.verdict}]"
+    write_atomic(path, chart_bytes(run, fmt, title))
+
+
+def chart_format(path: str) -> str:
+    """Return the chart format named by the suffix of `path`; raise UsageError when unknown."""
+    from .errors import UsageError
+
+    fmt = os.path.splitext(path)[1].lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise UsageError(
+            f"cannot tell the chart format of {path}: name the file .png, .svg or .pdf"
+        )
+    return fmt
+
+
+def draw(run: RunResult, title: str | None = None) -> Figure:
+    """Return a matplotlib Figure of the run's train and eval loss against step."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8.0, 3.4))
+    # Fixed margins instead of a layout engine: it would lay every chart out twice.
+    figure.subplots_adjust(left=0.08, right=0.985, top=0.92 if title else 0.95, bottom=0.25)
+    ax = figure.add_subplot()
+    train = [(s, v) for s, v in run.train_losses if math.isfinite(v)]
+    evals = [
+        (c.step, c.eval_loss, c.on_disk)
+        for c in run.checkpoints
+        if c.eval_loss is not None and math.isfinite(c.eval_loss)
+    ]
+    values = [v for _, v in train] + [v for _, v, _ in evals]
+
+    spans = overfit_spans(run)
+    for start, end in spans:
+        ax.axvspan(start, end, color=SHADE_COLOUR, alpha=0.45, lw=0, zorder=0)
+    if train:
+        steps, losses = zip(*thin(train, MAX_TRAIN_POINTS), strict=True)
+        ax.plot(steps, losses, color=TRAIN_COLOUR, lw=1.2, label="train loss", zorder=2)
+    if evals:
+        ax.plot(
+            [step for step, _, _ in evals],
+            [loss for _, loss, _ in evals],
+            color=EVAL_COLOUR,
+            lw=1.8,
+            marker="o",
+            ms=4,
+            mfc="white",
+            label=f"{run.eval_key or 'eval loss'}",
+            zorder=3,
+        )
+        kept = [(step, loss) for step, loss, on_disk in evals if on_disk]
+        ax.plot(
+            [step for step, _ in kept],
+            [loss for _, loss in kept],
+            ls="none",
+            marker="o",
+            ms=4,
+            color=EVAL_COLOUR,
+            zorder=4,
+        )
+    broken = [
+        c.step for c in run.checkpoints if c.eval_loss is not None and not _finite(c.eval_loss)
+    ]
+    if broken:
+        ax.plot(
+            broken,
+            [0.96] * len(broken),
+            transform=ax.get_xaxis_transform(),
+            ls="none",
+            marker="x",
+            ms=5,
+            color=EVAL_COLOUR,
+            label="eval loss NaN/inf",
+            zorder=4,
+        )
+    on_disk = [c.step for c in run.checkpoints if c.on_disk]
+    if on_disk:
+        ax.plot(
+            on_disk,
+            [0.0] * len(on_disk),
+            transform=ax.get_xaxis_transform(),
+            ls="none",
+            marker="|",
+            ms=9,
+            mew=1.2,
+            color="#555555",
+            label="checkpoint on disk",
+            zorder=4,
+            clip_on=False,
+        )
+    _mark_picks(ax, run)
+    if spans:
+        ax.axvspan(0, 0, color=SHADE_COLOUR, alpha=0.45, lw=0, label="train falls, eval rises")
+    clipped = _set_limits(ax, run, values)
+    if clipped is not None:
+        ax.text(
+            1.0,
+            1.01,
+            f"off the chart: loss up to {clipped:.3g}",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="#777777",
+        )
+    if title:
+        ax.set_title(title, loc="left")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(True, color="#e5e5e5", lw=0.6)
+    ax.set_axisbelow(True)
+    if not values:
+        ax.text(0.5, 0.5, "no finite losses logged", transform=ax.transAxes, ha="center")
+    else:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=6, handlelength=1.6)
+    return figure
+
+
+def overfit_spans(run: RunResult, min_rise: float = 0.01) -> list[tuple[int, int]]:
+    """Return the step ranges over which eval loss keeps rising (by `min_rise` of its value or
+    more) while train loss ends lower than it started: the signature of overfitting.
+
+    Train loss is judged over the whole range, not step by step, because it is logged far more
+    often than evaluations and its noise would break one range into many.
+    """
+    points = [
+        (c.step, c.eval_loss, c.train_loss)
+        for c in run.checkpoints
+        if c.eval_loss is not None
+        and c.train_loss is not None
+        and math.isfinite(c.eval_loss)
+        and math.isfinite(c.train_loss)
+    ]
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for index in range(1, len(points) + 1):
+        if index < len(points) and points[index][1] > points[index - 1][1]:
+            continue
+        first, last = points[start], points[index - 1]
+        if last[1] - first[1] >= min_rise * abs(first[1]) and last[2] < first[2] and last != first:
+            spans.append((first[0], last[0]))
+        start = index
+    return spans
+
+
+def thin(points: Sequence[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
+    """Return at most about `limit` points of a curve: the lowest and highest of each bucket, in
+    step order, so spikes and the trend both survive."""
+    if len(points) <= limit:
+        return list(points)
+    buckets = max(1, limit // 2)
+    size = math.ceil(len(points) / buckets)
+    kept: list[tuple[int, float]] = []
+    for start in range(0, len(points), size):
+        chunk = points[start : start + size]
+        low = min(chunk, key=lambda p: p[1])
+        high = max(chunk, key=lambda p: p[1])
+        kept.extend(sorted({low, high}))
+    return kept
+
+
+def _mark_picks(ax: Any, run: RunResult) -> None:
+    eval_only = run.row(run.eval_only_pick)
+    scorer = run.row(run.scorer_pick)
+    if eval_only is not None and scorer is not None and eval_only.step == scorer.step:
+        _mark(ax, eval_only, f"both picks: {_name(eval_only)}", SCORER_COLOUR, (0, 26))
+        return
+    if eval_only is not None:
+        _mark(ax, eval_only, f"eval-only pick: {_name(eval_only)}", EVAL_ONLY_COLOUR, (0, 30))
+    if scorer is not None:
+        _mark(ax, scorer, f"scorer's pick: {_name(scorer)}", SCORER_COLOUR, (0, 52))
+
+
+def _mark(ax: Any, row: CheckpointResult, label: str, colour: str, offset: tuple[int, int]) -> None:
+    if not _finite(row.eval_loss):
+        return
+    ax.plot(
+        [row.step],
+        [row.eval_loss],
+        ls="none",
+        marker="o",
+        ms=11,
+        mfc="none",
+        mew=2,
+        color=colour,
+        zorder=5,
+    )
+    ax.annotate(
+        label,
+        (row.step, row.eval_loss),
+        xytext=offset,
+        textcoords="offset points",
+        ha="center",
+        fontsize=8.5,
+        fontweight="bold",
+        color=colour,
+        arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.8, "shrinkB": 6},
+        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
+        zorder=6,
+    )
+
+
+def _set_limits(ax: Any, run: RunResult, values: list[float]) -> float | None:
+    """Keep a diverged loss (1e11) from flattening every other curve; return the clipped top.
+
+    A run's losses start high and fall, so twice its opening losses (or its median evaluation,
+    whichever is larger) bounds every curve that did not blow up.
+    """
+    if not values:
+        return None
+    evals = [c.eval_loss for c in run.checkpoints if c.eval_loss is not None]
+    evals = [v for v in evals if math.isfinite(v)]
+    opening = [v for _, v in run.train_losses[:1] if math.isfinite(v)] + evals[:1]
+    if evals:
+        opening.append(sorted(evals)[len(evals) // 2])
+    top = max(values)
+    low = min(0.0, min(values))
+    limit = 2.0 * max(opening, default=top)
+    headroom = 0.22
+    if top > limit > 0:
+        ax.set_ylim(low, limit * (1 + headroom))
+        return top
+    ax.set_ylim(low, top * (1 + headroom) if top > 0 else 1.0)
+    return None
+
+
+def _name(row: CheckpointResult) -> str:
+    return row.checkpoint or f"step {row.step}"
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+@contextmanager
+def _style() -> Iterator[None]:
+    import matplotlib
+
+    with matplotlib.rc_context(cast(Any, _STYLE)):
+        yield
+
+
+_ID = re.compile(r'\bid="([^"]+)"')
+_REFERENCE = re.compile(r'(url\(|href=")#([^)"]+)')
+
+
+def _prefix_ids(svg: str, prefix: str) -> str:
+    """Give every id of one SVG a prefix, references included, so inline charts never clash."""
+    svg = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', svg)
+    return _REFERENCE.sub(lambda m: f"{m.group(1)}#{prefix}-{m.group(2)}", svg)
