@@ -10,6 +10,10 @@ try:
 except ImportError:  # optional: the standard library parses the same files, about 3x slower
     orjson = None  # type: ignore[assignment]
 
+# orjson before 3.9.15 crashes the interpreter on deeply nested input instead of refusing it.
+if orjson is not None and tuple(int(p) for p in orjson.__version__.split(".")[:2]) < (3, 10):
+    orjson = None  # type: ignore[assignment]
+
 
 def loads(data: bytes | str, **options: Any) -> Any:
     """Return the JSON value in `data`; raise json.JSONDecodeError (a ValueError) when invalid.
