@@ -1,0 +1,111 @@
+"""DataFrames of an audit: typed columns, NaN for missing, pandas imported only when asked for."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import auditor
+from auditor.frame import CHECKPOINT_COLUMNS, RUN_COLUMNS
+from auditor.results import AuditResult
+from conftest import EXAMPLES, FIXTURES
+
+EXPECTED_DTYPES = {"str": "string", "int": "Int64", "float": "float64", "bool": "bool"}
+
+
+@pytest.fixture(scope="module")
+def result() -> AuditResult:
+    return auditor.audit(FIXTURES)
+
+
+def test_run_frame_has_one_typed_row_per_run(result):
+    frame = result.to_frame()
+    assert len(frame) == 17
+    assert list(frame.columns) == list(RUN_COLUMNS)
+    assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == {
+        name: EXPECTED_DTYPES[kind] for name, kind in RUN_COLUMNS.items()
+    }
+    flagged = frame[frame["flagged"]]
+    assert flagged["run_dir"].str.endswith("run-0000").tolist() == [True]
+    assert flagged["scorer_step"].tolist() == [400]
+    assert frame["verdict"].value_counts().to_dict() == {
+        "agree": 12,
+        "differs": 3,
+        "overfit": 1,
+        "no_candidates": 1,
+    }
+
+
+def test_missing_values_are_nan_and_na(result):
+    frame = result.to_frame().set_index("run_dir")
+    multi = frame.loc[str(EXAMPLES / "lm_multi_eval")]
+    assert math.isnan(multi["scorer_eval_loss"])
+    assert multi["scorer_step"] is pd.NA
+    assert multi["error"] is pd.NA
+    assert frame["checkpoints"].dtype == "Int64"
+
+
+def test_checkpoint_frame_has_every_step_of_every_run(result):
+    frame = result.to_frame(level="checkpoints")
+    assert len(frame) == sum(len(run.checkpoints) for run in result.runs)
+    assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == {
+        name: EXPECTED_DTYPES[kind] for name, kind in CHECKPOINT_COLUMNS.items()
+    }
+    # One scorer's pick per run that has candidates.
+    picks = frame[frame["is_best"]].groupby("run_dir").size()
+    assert len(picks) == 16 and set(picks) == {1}
+
+
+def test_diverged_steps_keep_nan_loss_and_infinite_score():
+    frame = auditor.audit(EXAMPLES / "lm_diverged").to_frame("checkpoints")
+    diverged = frame[frame["step"] >= 70]
+    assert len(diverged) == 10
+    assert not diverged["eval_loss"].map(math.isfinite).any()
+    assert (diverged["score"] == math.inf).all()
+    assert diverged["c_eval"].isna().all()
+
+
+def test_an_empty_result_still_has_the_typed_columns():
+    frame = AuditResult(()).to_frame("checkpoints")
+    assert len(frame) == 0
+    assert str(frame["step"].dtype) == "Int64" and str(frame["eval_loss"].dtype) == "float64"
+
+
+def test_an_unknown_level_is_refused(result):
+    with pytest.raises(ValueError, match="level must be one of runs, checkpoints"):
+        result.to_frame("steps")
+
+
+def test_pandas_is_imported_only_for_a_frame():
+    code = (
+        "import sys, auditor\n"
+        "from auditor.render import render\n"
+        f"result = auditor.audit({str(FIXTURES / 'sweep')!r})\n"
+        "for fmt in ('table', 'json', 'csv', 'markdown', 'junit'):\n"
+        "    render(result, fmt)\n"
+        "assert 'pandas' not in sys.modules, 'imported by a report'\n"
+        "result.to_frame()\n"
+        "assert 'pandas' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_cli_never_imports_pandas_for_csv():
+    code = (
+        "import sys\n"
+        "from auditor.cli import main\n"
+        "try:\n"
+        f"    main(['scan', {str(FIXTURES)!r}, '--per-checkpoint', '--format', 'csv', '-q'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stdout.flush()\n"
+        "print('pandas' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stderr.strip().splitlines()[-1] == "False"
+    assert done.stdout.splitlines()[0].startswith("run_dir,verdict,step,")
