@@ -1,0 +1,107 @@
+"""Across a sweep: the best checkpoint of all runs, and the order of runs in a report."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import auditor
+from auditor.sweep import SORT_KEYS, order_runs, sweep_best
+from conftest import EXAMPLES, FIXTURES
+
+
+@pytest.fixture(scope="module")
+def result() -> auditor.AuditResult:
+    return auditor.audit(FIXTURES)
+
+
+def brute_force_best(result: auditor.AuditResult, column: str) -> tuple[str, int]:
+    frame = result.to_frame("checkpoints")
+    candidates = frame[frame["candidate"] & frame["score"].map(math.isfinite)]
+    row = candidates.sort_values(column, kind="stable").iloc[0]
+    return row["run_dir"], int(row["step"])
+
+
+def test_the_best_checkpoint_of_the_sweep_by_score_and_by_eval_loss(result):
+    best = result.sweep_best
+    assert best is not None
+    assert (best.by_score.run_dir, best.by_score.step) == brute_force_best(result, "score")
+    assert (best.by_eval_loss.run_dir, best.by_eval_loss.step) == brute_force_best(
+        result, "eval_loss"
+    )
+
+
+def test_the_two_rules_can_name_different_checkpoints():
+    sweep = FIXTURES / "sweep"
+    best = auditor.audit(sweep / "run-0000", sweep / "run-0003").sweep_best
+    assert best is not None
+    # run-0000's overfit pick has the lowest eval loss; the score prefers the step before it.
+    assert best.by_eval_loss.label.endswith("run-0000/checkpoint-500")
+    assert best.by_score.label.endswith("run-0000/checkpoint-400")
+
+
+def test_the_small_sweep_winner(result):
+    best = auditor.audit(FIXTURES / "sweep").sweep_best
+    assert best is not None
+    assert best.by_score.label.endswith("sweep/run-0001/checkpoint-1000")
+    assert best.by_score.score == pytest.approx(0.151981, abs=1e-6)
+    assert best.by_eval_loss == best.by_score
+
+
+def test_json_has_a_top_level_sweep_best(result):
+    report = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert set(report["sweep_best"]) == {"by_score", "by_eval_loss"}
+    assert set(report["sweep_best"]["by_score"]) == {
+        "run_dir",
+        "checkpoint",
+        "step",
+        "eval_loss",
+        "score",
+    }
+    assert report["schema_version"] == 1 and len(report["runs"]) == 17
+
+
+def test_no_candidate_anywhere_means_no_sweep_best():
+    result = auditor.audit(EXAMPLES / "lm_multi_eval")
+    assert result.sweep_best is None
+    assert result.to_dict()["sweep_best"] is None
+    assert sweep_best(()) is None
+
+
+def test_trimming_the_runs_keeps_the_whole_sweeps_best(result):
+    from dataclasses import replace
+
+    trimmed = replace(result, runs=order_runs(result.runs, "run", 2))
+    assert trimmed.sweep_best == result.sweep_best
+
+
+def test_sort_orders(result):
+    by_run = order_runs(result.runs, "run")
+    assert [r.run_dir for r in by_run] == sorted(r.run_dir for r in result.runs)
+    by_verdict = order_runs(result.runs, "verdict")
+    assert by_verdict[0].verdict == "overfit" and by_verdict[-1].verdict == "agree"
+    by_score = order_runs(result.runs, "score")
+    scores = [r.row(r.scorer_pick).score.total for r in by_score if r.scorer_pick]
+    assert scores == sorted(scores)
+    # A run without a pick has nothing to sort by: it goes last.
+    assert by_score[-1].verdict == "no_candidates"
+    by_gap = order_runs(result.runs, "gap")
+    gaps = [r.row(r.eval_only_pick).gap for r in by_gap if r.eval_only_pick]
+    assert gaps == sorted(gaps, reverse=True)
+    by_eval = order_runs(result.runs, "eval_loss")
+    losses = [r.row(r.eval_only_pick).eval_loss for r in by_eval if r.eval_only_pick]
+    assert losses == sorted(losses)
+
+
+def test_top_cuts_and_no_sort_keeps_the_found_order(result):
+    assert order_runs(result.runs, None, 3) == result.runs[:3]
+    assert order_runs(result.runs) == result.runs
+    assert len(order_runs(result.runs, "score", 100)) == 17
+
+
+def test_an_unknown_sort_is_refused(result):
+    with pytest.raises(ValueError, match="sort must be one of"):
+        order_runs(result.runs, "name")
+    assert "score" in SORT_KEYS
