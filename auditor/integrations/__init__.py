@@ -1,0 +1,1 @@
+"""Hooks that apply the auditor's scorer inside training frameworks (optional extras)."""
