@@ -7,12 +7,14 @@ import json
 import math
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .discover import STATE_FILE, CheckpointDir, RunLocation
 from .errors import StateFileError
 from .fastjson import loads
+from .skim import Skim, skim_state
 
 _LFS_POINTER = b"version https://git-lfs"
 _FOLDER = "is a folder, not a file; remove it or put the real file there"
@@ -198,11 +200,12 @@ def _loss_index(history: list[Any]) -> dict[tuple[int, str], Any]:
 
 
 def _lineage_conflict(
-    own: TrainerState, index: dict[tuple[int, str], Any]
-) -> tuple[int, str] | None:
-    """Return the first (step, key) where a checkpoint's own history disagrees, or None."""
+    newest_entries: list[Any], index: dict[tuple[int, str], Any]
+) -> tuple[tuple[int, str] | None, bool]:
+    """Return (the first (step, key) where a checkpoint's own history disagrees, or None;
+    whether `newest_entries`, a suffix of that history, held enough losses to decide)."""
     checked = 0
-    for entry in reversed(own.log_history):
+    for entry in reversed(newest_entries):
         if checked >= _LINEAGE_ENTRIES:
             break
         if not isinstance(entry, dict):
@@ -214,8 +217,8 @@ def _lineage_conflict(
             if key == "loss" or (key.startswith("eval_") and key.endswith("_loss")):
                 checked += 1
                 if (step, key) not in index or not _same(index[(step, key)], value):
-                    return step, key
-    return None
+                    return (step, key), True
+    return None, checked >= _LINEAGE_ENTRIES
 
 
 def read_run(location: RunLocation) -> RunRecord:
@@ -228,6 +231,7 @@ def read_run(location: RunLocation) -> RunRecord:
 
     states: dict[str, TrainerState] = {}
     failures: dict[str, str] = {}
+    skims: dict[str, Skim | None] = {}
 
     def attempt(path: str) -> TrainerState | None:
         if path in states:
@@ -241,19 +245,29 @@ def read_run(location: RunLocation) -> RunRecord:
             return None
         return states[path]
 
-    folders = _resolve_steps(location.checkpoints, attempt, warnings)
-    root = attempt(location.state_file) if location.state_file else None
-    if location.state_file and root is None:
-        warnings.append(f"{location.state_file} {failures[location.state_file]}")
-    source = root
-    for folder in reversed(folders):
-        assert folder.step is not None
-        if source is not None and (source.global_step or 0) >= folder.step:
-            break
-        newest = attempt(os.path.join(folder.path, STATE_FILE))
-        if newest is not None:
-            source = newest
-            break
+    # Parsing every checkpoint's file costs time quadratic in the checkpoints (each holds the
+    # history so far): only the newest file is parsed whole; of the others, the ends are read.
+    def skim(path: str) -> Skim | None:
+        if path not in skims:
+            skims[path] = skim_state(path)
+        return skims[path]
+
+    def recorded_step(path: str) -> int | None:
+        ends = skim(path)
+        if ends is not None:
+            return _int_or_none(ends.global_step)
+        state = attempt(path)
+        return state.global_step if state is not None else None
+
+    def own_history(path: str) -> TrainerState | None:
+        ends = skim(path)
+        if ends is None:
+            return attempt(path)
+        step = _int_or_none(ends.global_step)
+        return TrainerState(path, step, ends.newest_entries, None, None, None)
+
+    folders = _resolve_steps(location.checkpoints, recorded_step, warnings)
+    source = _newest_state(location.state_file, folders, attempt, skim, failures, warnings)
     if source is None:
         # Name the first few files: a run of fifty broken saves must still read as one line.
         listed = [f"{p} {r}" for p, r in failures.items()]
@@ -271,7 +285,7 @@ def read_run(location: RunLocation) -> RunRecord:
         path = os.path.join(folder.path, STATE_FILE)
         usable = True
         if path != source.path:
-            own = attempt(path)
+            own = own_history(path)
             newer = source.global_step is not None and folder.step > source.global_step
             if own is None and newer:
                 # Training still running: the Trainer writes trainer_state.json last in a save.
@@ -282,14 +296,60 @@ def read_run(location: RunLocation) -> RunRecord:
                 )
                 usable = False
             else:
-                usable = _check_checkpoint(folder, own, failures.get(path), index, warnings)
+                partial = skims.get(path) is not None
+                usable = _check_checkpoint(folder, own, partial, attempt, failures, index, warnings)
         disk.append(DiskCheckpoint(folder.name, folder.step, usable))
     return RunRecord(location.run_dir, source, tuple(disk), False, tuple(warnings))
 
 
+def _newest_state(
+    root_file: str | None,
+    folders: list[CheckpointDir],
+    attempt: Callable[[str], TrainerState | None],
+    skim: Callable[[str], Skim | None],
+    failures: dict[str, str],
+    warnings: list[str],
+) -> TrainerState | None:
+    """Return the newest readable state: the root file unless a newer checkpoint's is readable."""
+    root_step: int | None = None
+    if root_file is not None:
+        ends = skim(root_file)
+        if ends is not None:
+            # The head's global_step decides without parsing the root file's history.
+            root_step = _int_or_none(ends.global_step) or 0
+        else:
+            root = attempt(root_file)
+            if root is None:
+                warnings.append(f"{root_file} {failures[root_file]}")
+            else:
+                root_step = root.global_step or 0
+    newest_first = sorted(folders, key=lambda c: c.step or 0, reverse=True)
+    for folder in newest_first:
+        assert folder.step is not None
+        if root_step is not None and root_step >= folder.step:
+            break
+        newest = attempt(os.path.join(folder.path, STATE_FILE))
+        if newest is not None:
+            return newest
+    if root_file is None or root_step is None:
+        return None
+    root = attempt(root_file)
+    if root is not None:
+        return root
+    # Its ends looked whole but the middle does not parse: fall back on the checkpoints.
+    warnings.append(f"{root_file} {failures[root_file]}")
+    for folder in newest_first:
+        assert folder.step is not None
+        if folder.step <= root_step:
+            older = attempt(os.path.join(folder.path, STATE_FILE))
+            if older is not None:
+                return older
+    return None
+
+
 def _resolve_steps(
     checkpoints: tuple[CheckpointDir, ...],
-    attempt: Any,
+    recorded_step: Callable[[str], int | None],
     warnings: list[str],
 ) -> list[CheckpointDir]:
     """Give last-checkpoint/ its step (from its file) and drop it when it duplicates a folder."""
@@ -298,12 +358,12 @@ def _resolve_steps(
     for folder in checkpoints:
         if folder.step is not None:
             continue
-        state = attempt(os.path.join(folder.path, STATE_FILE))
-        if state is None or state.global_step is None:
+        step = recorded_step(os.path.join(folder.path, STATE_FILE))
+        if step is None:
             warnings.append(f"{folder.name}/ has no readable global_step: skipped")
-        elif state.global_step not in steps:
-            named.append(CheckpointDir(folder.name, folder.path, state.global_step))
-            steps.add(state.global_step)
+        elif step not in steps:
+            named.append(CheckpointDir(folder.name, folder.path, step))
+            steps.add(step)
     named.sort(key=lambda c: c.step or 0)
     return named
 
@@ -311,11 +371,24 @@ def _resolve_steps(
 def _check_checkpoint(
     folder: CheckpointDir,
     own: TrainerState | None,
-    failure: str | None,
+    partial: bool,
+    attempt: Callable[[str], TrainerState | None],
+    failures: dict[str, str],
     index: dict[tuple[int, str], Any],
     warnings: list[str],
 ) -> bool:
-    """Return True when `folder` can be a candidate; explain in `warnings` when it cannot."""
+    """Return True when `folder` can be a candidate; explain in `warnings` when it cannot.
+
+    A `partial` `own` holds only the newest entries of the checkpoint's history (its file's
+    tail); the whole file is parsed when they are too few to decide.
+    """
+    path = os.path.join(folder.path, STATE_FILE)
+    conflict, decided = (None, True) if own is None else _lineage_conflict(own.log_history, index)
+    if own is not None and not decided and partial:
+        own = attempt(path)
+        if own is not None:
+            conflict, _ = _lineage_conflict(own.log_history, index)
+    failure = failures.get(path)
     if own is None:
         if failure and "does not exist" in failure:
             warnings.append(
@@ -331,7 +404,6 @@ def _check_checkpoint(
             "the folder was renamed or copied; not a candidate"
         )
         return False
-    conflict = _lineage_conflict(own, index)
     if conflict is not None:
         step, key = conflict
         warnings.append(
