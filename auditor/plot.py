@@ -20,8 +20,8 @@ INSTALL_HINT = "pip install 'checkpoint-auditor[plot]'"
 FORMATS = ("png", "svg", "pdf")
 
 #: A train curve longer than this is thinned to its per-bucket extremes: a 50-run report must stay
-#: a few MB, and the eye cannot tell 20,000 points from 600 on a chart this wide.
-MAX_TRAIN_POINTS = 600
+#: a few MB, and the eye cannot tell 20,000 points from 400 on a chart this wide.
+MAX_TRAIN_POINTS = 400
 
 TRAIN_COLOUR = "#4c72b0"
 EVAL_COLOUR = "#dd8452"
@@ -37,6 +37,8 @@ _STYLE: dict[str, Any] = {
     # Folder names may hold "$": show them as written, never as math.
     "text.parse_math": False,
     "font.family": "sans-serif",
+    # The bundled font first, so the browser lays text out as matplotlib measured it.
+    "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -68,6 +70,8 @@ def chart_svg(run: RunResult, id_prefix: str = "c") -> str:
     text = chart_bytes(run, "svg").decode("utf-8")
     text = text[text.index("<svg") :]
     text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.DOTALL)
+    text = _GEOMETRY.sub(lambda m: m.group(1) + _DIGITS.sub(r"\1", m.group(2)), text)
+    text = re.sub(r"\n\s+", "\n", text)
     return _prefix_ids(text, id_prefix)
 
 
@@ -335,11 +339,17 @@ def _style() -> Iterator[None]:
         yield
 
 
+# Two decimals of a point are finer than any screen shows; matplotlib writes six.
+_GEOMETRY = re.compile(r'(\b(?:d|x|y|transform)=")([^"]*)')
+_DIGITS = re.compile(r"(\.\d{2})\d+")
 _ID = re.compile(r'\bid="([^"]+)"')
 _REFERENCE = re.compile(r'(url\(|href=")#([^)"]+)')
 
 
 def _prefix_ids(svg: str, prefix: str) -> str:
-    """Give every id of one SVG a prefix, references included, so inline charts never clash."""
+    """Give every referenced id of one SVG a prefix, references included, so inline charts
+    never clash; drop the ids nothing refers to (matplotlib names every group)."""
+    used = {m.group(2) for m in _REFERENCE.finditer(svg)}
+    svg = re.sub(r'<g id="([^"]+)">', lambda m: m.group(0) if m.group(1) in used else "<g>", svg)
     svg = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', svg)
     return _REFERENCE.sub(lambda m: f"{m.group(1)}#{prefix}-{m.group(2)}", svg)
