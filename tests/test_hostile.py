@@ -415,3 +415,64 @@ def test_error_messages_of_a_run_with_many_broken_files_stay_readable(two_runs, 
     assert error.startswith("error: outputs/many: ")
     assert "outputs/many/trainer_state.json is not UTF-8" in error
     assert len(error) < 600
+
+
+# --- the gate fails closed -----------------------------------------------------------------
+
+
+@pytest.fixture
+def gate_tree(copy_run, monkeypatch, tmp_path: Path) -> Path:
+    """An unreadable run beside a readable one that passes."""
+    monkeypatch.chdir(tmp_path)
+    broken = copy_run("examples/lm_healthy", "outputs/broken")
+    copy_run("sweep/run-0001", "outputs/passing")
+    for path in state_files(broken):
+        path.write_bytes(b"")
+    return tmp_path
+
+
+def test_check_fails_closed_on_an_unreadable_run(gate_tree):
+    result = cli("check", "outputs")
+
+    assert result.exit_code == 2
+    assert "outputs/passing" in result.stdout
+    assert "error: outputs/broken: no readable trainer_state.json" in result.stderr
+    assert "gate: 1 run(s) could not be read; the gate fails closed" in result.stderr
+    assert "--allow-unreadable" in result.stderr
+
+
+def test_check_allow_unreadable_by_flag_and_by_config(gate_tree):
+    (gate_tree / "lenient.yaml").write_text("allow_unreadable: true\n")
+
+    by_flag = cli("check", "outputs", "--allow-unreadable")
+    by_config = cli("check", "outputs", "--config", "lenient.yaml")
+
+    for result in (by_flag, by_config):
+        assert result.exit_code == 0
+        assert "error: outputs/broken" in result.stderr  # accepted, not hidden
+        assert "gate: pass" in result.stderr
+
+
+def test_allow_unreadable_still_fails_on_a_flagged_run(gate_tree, copy_run):
+    copy_run("sweep/run-0000", "outputs/flagged")
+
+    result = cli("check", "outputs", "--allow-unreadable")
+
+    assert result.exit_code == 1
+    assert "gate: FAIL" in result.stderr
+
+
+def test_quiet_check_still_names_the_unreadable_run(gate_tree):
+    result = cli("check", "outputs", "-q")
+
+    assert result.exit_code == 2
+    assert "warning:" not in result.stderr
+    assert "error: outputs/broken: no readable trainer_state.json" in result.stderr
+
+
+def test_deploy_from_an_unreadable_run_is_an_error(gate_tree):
+    result = cli("check", "--deploy", "outputs/broken/checkpoint-300")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --deploy outputs/broken/checkpoint-300: ")
+    assert "is empty" in result.stderr
