@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from html import escape
 
 from .. import __version__
@@ -36,6 +37,8 @@ def render(result: AuditResult, view: str = "runs") -> str:
         if (n := sum(1 for r in result.runs if r.verdict == v))
     )
     noun = "run" if len(result.runs) == 1 else "runs"
+    base, names = short_names([r.run_dir for r in result.runs])
+    below = f" below {safe(base)}" if base else ""
     parts = [
         _HEAD.format(
             title=escape(f"Checkpoint audit: {len(result.runs)} {noun}, {len(flagged)} flagged"),
@@ -43,10 +46,11 @@ def render(result: AuditResult, view: str = "runs") -> str:
             policy=_POLICY,
         ),
         "<header><h1>Checkpoint audit</h1>",
-        f'<p class="lede">{len(result.runs)} {noun} audited: {escape(counts)}.</p></header>',
-        _findings(flagged),
-        _overview(runs),
-        *(_run_section(index, run, result) for index, run in runs),
+        f'<p class="lede">{len(result.runs)} {noun} audited{escape(below)}: '
+        f"{escape(counts)}.</p></header>",
+        _findings(flagged, names),
+        _overview(runs, names),
+        *(_run_section(index, run, names[index], result) for index, run in runs),
         _footer(result),
         f"<script>{_SCRIPT}</script>\n</body>\n</html>\n",
     ]
@@ -72,6 +76,22 @@ def explain(run: RunResult, min_gap_delta: float = 0.10) -> str:
         f"the score prefers {_name(scorer)} ({_losses(scorer)}); it overfits less by under "
         f"{min_gap_delta:g}, so the run is not flagged."
     )
+
+
+def short_names(run_dirs: list[str]) -> tuple[str, list[str]]:
+    """Return the folder every run sits below and each run's path relative to it.
+
+    Paths in a sweep share a long prefix; the table reads better without it.
+    """
+    try:
+        # A bare trainer_state.json keeps its folder's name in view.
+        folders = [os.path.dirname(d) if d.endswith(".json") else d for d in run_dirs]
+        base = os.path.commonpath([os.path.dirname(f) for f in folders]) if folders else ""
+    except ValueError:  # absolute and relative paths mixed
+        base = ""
+    if not base:
+        return "", [safe(d) for d in run_dirs]
+    return base, [safe(os.path.relpath(d, base)) for d in run_dirs]
 
 
 def _rank(run: RunResult) -> int:
@@ -104,7 +124,7 @@ def _badge(run: RunResult) -> str:
     return f'<span class="badge {escape(run.verdict)}">{escape(text)}</span>'
 
 
-def _findings(flagged: list[tuple[int, RunResult]]) -> str:
+def _findings(flagged: list[tuple[int, RunResult]], names: list[str]) -> str:
     if not flagged:
         return (
             '<section class="findings ok"><p>No run would ship an overfit checkpoint with '
@@ -112,7 +132,7 @@ def _findings(flagged: list[tuple[int, RunResult]]) -> str:
         )
     noun = "run" if len(flagged) == 1 else "runs"
     items = "\n".join(
-        f'<li><a href="#{_anchor(i)}">{escape(safe(r.run_dir))}</a>: {escape(explain(r))}</li>'
+        f'<li><a href="#{_anchor(i)}">{escape(names[i])}</a>: {escape(explain(r))}</li>'
         for i, r in flagged
     )
     return (
@@ -144,7 +164,7 @@ _OVERVIEW_COLUMNS = (
 )
 
 
-def _overview(runs: list[tuple[int, RunResult]]) -> str:
+def _overview(runs: list[tuple[int, RunResult]], names: list[str]) -> str:
     # The page opens sorted by verdict, worst first: say so on that column.
     sorted_by = ' aria-sort="ascending"'
     cells = "".join(
@@ -152,7 +172,7 @@ def _overview(runs: list[tuple[int, RunResult]]) -> str:
         f'<button type="button">{escape(name)}</button></th>'
         for name, cls in _OVERVIEW_COLUMNS
     )
-    rows = "\n".join(_overview_row(i, r) for i, r in runs)
+    rows = "\n".join(_overview_row(i, r, names[i]) for i, r in runs)
     return (
         '<section><h2>Runs</h2><p class="hint">Click a column header to sort. Gap is '
         "|train - eval| / eval; lower scores are better.</p>\n"
@@ -162,10 +182,11 @@ def _overview(runs: list[tuple[int, RunResult]]) -> str:
     )
 
 
-def _overview_row(index: int, run: RunResult) -> str:
-    name = escape(safe(run.run_dir))
+def _overview_row(index: int, run: RunResult, short: str) -> str:
+    name = escape(short)
     cells = [
-        f'<td data-sort="{name}"><a href="#{_anchor(index)}">{name}</a></td>',
+        f'<td data-sort="{name}" title="{escape(safe(run.run_dir))}">'
+        f'<a href="#{_anchor(index)}">{name}</a></td>',
         f'<td data-sort="{_rank(run)}">{_badge(run)}</td>',
         *_pick_cells(run, run.eval_only_pick, "g-eval"),
         *_pick_cells(run, run.scorer_pick, "g-score"),
@@ -184,9 +205,9 @@ def _pick_cells(run: RunResult, pick: Pick | None, group: str) -> list[str]:
         ]
     return [
         f'<td class="{group}" data-sort="{row.step}">{escape(_name(row))}</td>',
-        _num_cell(row.eval_loss, group),
-        _num_cell(row.gap, group),
-        _num_cell(row.score.total if row.score else None, group),
+        _num_cell(row.eval_loss, group, 3),
+        _num_cell(row.gap, group, 3),
+        _num_cell(row.score.total if row.score else None, group, 3),
     ]
 
 
@@ -213,12 +234,13 @@ _COMPONENT_HEADERS = (
 )
 
 
-def _run_section(index: int, run: RunResult, result: AuditResult) -> str:
+def _run_section(index: int, run: RunResult, short: str, result: AuditResult) -> str:
     from ..plot import chart_svg
 
     parts = [
         f'<section class="run {escape(run.verdict)}" id="{_anchor(index)}">',
-        f"<h2>{escape(safe(run.run_dir))} {_badge(run)}</h2>",
+        f"<h2>{escape(short)} {_badge(run)}</h2>",
+        f'<p class="path">{escape(safe(run.run_dir))}</p>' if short != safe(run.run_dir) else "",
         f'<p class="why">{escape(explain(run, result.config.min_gap_delta))}</p>',
     ]
     if run.error is None:
@@ -305,7 +327,7 @@ _STYLE = """
 :root { --ink: #1f2328; --muted: #59636e; --line: #d8dee4; --bg: #f6f8fa;
   --red: #c0392b; --green: #1e8449; --amber: #9a6700; }
 * { box-sizing: border-box; }
-body { margin: 0 auto; max-width: 1180px; padding: 24px 28px 48px; color: var(--ink);
+body { margin: 0 auto; max-width: 1280px; padding: 24px 28px 48px; color: var(--ink);
   font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
 h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 0 0 8px; }
@@ -321,9 +343,9 @@ a:hover { text-decoration: underline; }
 .findings p { margin: 0; }
 .hint { color: var(--muted); margin: 0 0 6px; font-size: 13px; }
 .scroll { overflow-x: auto; }
-table.overview td:first-child { white-space: normal; overflow-wrap: anywhere; min-width: 14em; }
+table.overview td:first-child { max-width: 22em; overflow: hidden; text-overflow: ellipsis; }
 table { border-collapse: collapse; width: 100%; font-size: 13px; }
-th, td { padding: 4px 8px; border-bottom: 1px solid var(--line); text-align: left;
+th, td { padding: 4px 7px; border-bottom: 1px solid var(--line); text-align: left;
   white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 thead th { background: var(--bg); position: sticky; top: 0; }
@@ -348,9 +370,11 @@ section.run { border-top: 1px solid var(--line); padding-top: 18px; margin-top: 
 section.run h2 { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   font-size: 15px; }
 .why { margin: 0 0 6px; font-size: 14px; }
+.path { margin: -6px 0 6px; color: var(--muted); font-size: 12px;
+  font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 section.run.overfit .why { color: var(--red); font-weight: 600; }
 figure.chart { margin: 0; }
-figure.chart svg { width: 100%; max-width: 900px; height: auto; display: block; }
+figure.chart svg { width: 100%; max-width: 1000px; height: auto; display: block; }
 details { margin: 6px 0; }
 summary { cursor: pointer; color: var(--muted); font-size: 13px; }
 table.components { margin-top: 4px; }
