@@ -185,40 +185,51 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _loss_index(history: list[Any]) -> dict[tuple[int, str], Any]:
+def _is_loss(key: str) -> bool:
+    return key == "loss" or (key.startswith("eval_") and key.endswith("_loss"))
+
+
+def _loss_index(history: list[Any], steps: set[int]) -> dict[tuple[int, str], Any]:
+    """Return {(step, key): loss} of `history` at `steps`, later entries winning."""
     index: dict[tuple[int, str], Any] = {}
     for entry in history:
         if not isinstance(entry, dict):
             continue
-        step = _int_or_none(entry.get("step"))
-        if step is None:
+        step = entry.get("step")
+        if type(step) is not int:
+            step = _int_or_none(step)
+        if step not in steps:
             continue
         for key, value in entry.items():
-            if key == "loss" or (key.startswith("eval_") and key.endswith("_loss")):
+            if _is_loss(key):
                 index[(step, key)] = value
     return index
 
 
-def _lineage_conflict(
-    newest_entries: list[Any], index: dict[tuple[int, str], Any]
-) -> tuple[tuple[int, str] | None, bool]:
-    """Return (the first (step, key) where a checkpoint's own history disagrees, or None;
-    whether `newest_entries`, a suffix of that history, held enough losses to decide)."""
-    checked = 0
-    for entry in reversed(newest_entries):
-        if checked >= _LINEAGE_ENTRIES:
+def _newest_losses(history: list[Any]) -> tuple[list[tuple[int, str, Any]], bool]:
+    """Return the newest (step, key, loss) of `history`, newest first, and whether they are as
+    many as the lineage check compares (`history` may be only the newest entries of a file)."""
+    losses: list[tuple[int, str, Any]] = []
+    for entry in reversed(history):
+        if len(losses) >= _LINEAGE_ENTRIES:
             break
         if not isinstance(entry, dict):
             continue
         step = _int_or_none(entry.get("step"))
         if step is None:
             continue
-        for key, value in entry.items():
-            if key == "loss" or (key.startswith("eval_") and key.endswith("_loss")):
-                checked += 1
-                if (step, key) not in index or not _same(index[(step, key)], value):
-                    return (step, key), True
-    return None, checked >= _LINEAGE_ENTRIES
+        losses.extend((step, key, value) for key, value in entry.items() if _is_loss(key))
+    return losses, len(losses) >= _LINEAGE_ENTRIES
+
+
+def _lineage_conflict(
+    losses: list[tuple[int, str, Any]], index: dict[tuple[int, str], Any]
+) -> tuple[int, str] | None:
+    """Return the first (step, key) where a checkpoint's newest losses disagree, or None."""
+    for step, key, value in losses:
+        if (step, key) not in index or not _same(index[(step, key)], value):
+            return step, key
+    return None
 
 
 def read_run(location: RunLocation) -> RunRecord:
@@ -278,14 +289,28 @@ def read_run(location: RunLocation) -> RunRecord:
             location.run_dir, f"no readable trainer_state.json ({reasons or 'none found'})"
         )
 
-    index = _loss_index(source.log_history)
+    owns: dict[str, TrainerState | None] = {}
+    losses: dict[str, list[tuple[int, str, Any]]] = {}
+    for folder in folders:
+        path = os.path.join(folder.path, STATE_FILE)
+        if path == source.path:
+            continue
+        own = owns[path] = own_history(path)
+        if own is None:
+            continue
+        losses[path], enough = _newest_losses(own.log_history)
+        if not enough and skims.get(path) is not None:
+            # The tail held too few losses to tell the trainings apart: read the whole file.
+            own = owns[path] = attempt(path)
+            losses[path] = _newest_losses(own.log_history)[0] if own is not None else []
+    index = _loss_index(source.log_history, {s for found in losses.values() for s, _, _ in found})
     disk: list[DiskCheckpoint] = []
     for folder in folders:
         assert folder.step is not None
         path = os.path.join(folder.path, STATE_FILE)
         usable = True
         if path != source.path:
-            own = own_history(path)
+            own = owns[path]
             newer = source.global_step is not None and folder.step > source.global_step
             if own is None and newer:
                 # Training still running: the Trainer writes trainer_state.json last in a save.
@@ -296,8 +321,9 @@ def read_run(location: RunLocation) -> RunRecord:
                 )
                 usable = False
             else:
-                partial = skims.get(path) is not None
-                usable = _check_checkpoint(folder, own, partial, attempt, failures, index, warnings)
+                usable = _check_checkpoint(
+                    folder, own, losses.get(path, []), failures.get(path), index, warnings
+                )
         disk.append(DiskCheckpoint(folder.name, folder.step, usable))
     return RunRecord(location.run_dir, source, tuple(disk), False, tuple(warnings))
 
@@ -371,24 +397,12 @@ def _resolve_steps(
 def _check_checkpoint(
     folder: CheckpointDir,
     own: TrainerState | None,
-    partial: bool,
-    attempt: Callable[[str], TrainerState | None],
-    failures: dict[str, str],
+    newest_losses: list[tuple[int, str, Any]],
+    failure: str | None,
     index: dict[tuple[int, str], Any],
     warnings: list[str],
 ) -> bool:
-    """Return True when `folder` can be a candidate; explain in `warnings` when it cannot.
-
-    A `partial` `own` holds only the newest entries of the checkpoint's history (its file's
-    tail); the whole file is parsed when they are too few to decide.
-    """
-    path = os.path.join(folder.path, STATE_FILE)
-    conflict, decided = (None, True) if own is None else _lineage_conflict(own.log_history, index)
-    if own is not None and not decided and partial:
-        own = attempt(path)
-        if own is not None:
-            conflict, _ = _lineage_conflict(own.log_history, index)
-    failure = failures.get(path)
+    """Return True when `folder` can be a candidate; explain in `warnings` when it cannot."""
     if own is None:
         if failure and "does not exist" in failure:
             warnings.append(
@@ -404,6 +418,7 @@ def _check_checkpoint(
             "the folder was renamed or copied; not a candidate"
         )
         return False
+    conflict = _lineage_conflict(newest_losses, index)
     if conflict is not None:
         step, key = conflict
         warnings.append(
