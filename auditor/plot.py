@@ -284,19 +284,35 @@ def _mark(ax: Any, row: CheckpointResult, label: str, colour: str, offset: tuple
         color=colour,
         zorder=5,
     )
+    align = _align(ax, row.step)
+    # The leader line leaves the label from the corner above the point, so it stays vertical.
+    corner = {"left": 0.0, "center": 0.5, "right": 1.0}[align]
     ax.annotate(
         label,
         (row.step, row.eval_loss),
         xytext=offset,
         textcoords="offset points",
-        ha="center",
+        ha=align,
         fontsize=8.5,
         fontweight="bold",
         color=colour,
-        arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.8, "shrinkB": 6},
+        arrowprops={
+            "arrowstyle": "-",
+            "color": colour,
+            "lw": 0.8,
+            "shrinkB": 6,
+            "relpos": (corner, 0.0),
+        },
         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
         zorder=6,
     )
+
+
+def _align(ax: Any, step: int) -> str:
+    """Return how to align a label at `step` so it stays inside the chart near either edge."""
+    low, high = ax.get_xlim()
+    where = (step - low) / (high - low) if high > low else 0.5
+    return "right" if where > 0.8 else "left" if where < 0.2 else "center"
 
 
 def _set_limits(ax: Any, run: RunResult, values: list[float]) -> float | None:

@@ -63,6 +63,8 @@ def explain(run: RunResult, min_gap_delta: float = 0.10) -> str:
         return f"Could not be read: {safe(run.error)}"
     eval_only, scorer = run.row(run.eval_only_pick), run.row(run.scorer_pick)
     if eval_only is None or scorer is None:
+        if run.eval_key is None:
+            return "Nothing to pick: the run has no eval loss to select on (see the warnings)."
         return "Nothing to pick: no checkpoint on disk has a finite eval loss at its step."
     if run.verdict == "agree":
         return f"Both rules pick {_name(eval_only)} ({_losses(eval_only)})."
@@ -73,8 +75,8 @@ def explain(run: RunResult, min_gap_delta: float = 0.10) -> str:
         )
     return (
         f"The picks differ: eval-only selection takes {_name(eval_only)} ({_losses(eval_only)}), "
-        f"the score prefers {_name(scorer)} ({_losses(scorer)}); it overfits less by under "
-        f"{min_gap_delta:g}, so the run is not flagged."
+        f"the score prefers {_name(scorer)} ({_losses(scorer)}); that overfits less, but by "
+        f"under {min_gap_delta:g}, so the run is not flagged."
     )
 
 
