@@ -19,7 +19,7 @@ EXPECTED_DTYPES = {"str": "string", "int": "Int64", "float": "float64", "bool": 
 
 @pytest.fixture(scope="module")
 def result() -> AuditResult:
-    return auditor.audit(FIXTURES)
+    return auditor.audit(EXAMPLES, FIXTURES / "sweep")
 
 
 def test_run_frame_has_one_typed_row_per_run(result):

@@ -19,7 +19,7 @@ def rows(text: str) -> list[dict[str, str]]:
 
 
 def test_one_row_per_run_with_the_frame_columns():
-    result = auditor.audit(FIXTURES)
+    result = auditor.audit(EXAMPLES, FIXTURES / "sweep")
     text = csv_report.render(result, "runs")
     assert text.splitlines()[0].split(",") == list(RUN_COLUMNS)
     table = rows(text)

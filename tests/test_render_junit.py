@@ -9,7 +9,7 @@ import auditor
 from auditor.config import Config
 from auditor.gate import gate_exit_code
 from auditor.render import junit
-from conftest import FIXTURES
+from conftest import EXAMPLES, FIXTURES
 
 GOLDEN = FIXTURES.parent / "tests" / "golden"
 
@@ -41,7 +41,7 @@ def test_sweep_report_matches_the_reviewed_golden_file():
 
 
 def test_one_case_per_run_and_a_failure_for_the_flagged_one():
-    root = parse(auditor.audit(FIXTURES))
+    root = parse(auditor.audit(EXAMPLES, FIXTURES / "sweep"))
     suite = root.find("testsuite")
     assert suite is not None
     cases = suite.findall("testcase")
@@ -57,7 +57,7 @@ def test_one_case_per_run_and_a_failure_for_the_flagged_one():
 
 def test_failures_follow_fail_on_like_the_gate():
     config = Config(fail_on=("overfit", "differs"))
-    result = auditor.audit(FIXTURES, config=config)
+    result = auditor.audit(EXAMPLES, FIXTURES / "sweep", config=config)
     root = parse(result)
     assert root.get("failures") == "4"
     assert gate_exit_code(result)[0] == 1

@@ -10,7 +10,7 @@ import yaml
 import auditor
 from auditor.config import Config
 from auditor.render import markdown
-from conftest import FIXTURES
+from conftest import EXAMPLES, FIXTURES
 
 GOLDEN = FIXTURES.parent / "tests" / "golden"
 REPO = FIXTURES.parent
@@ -37,7 +37,7 @@ def test_sweep_summary_matches_the_reviewed_golden_file():
 
 
 def test_flagged_runs_come_first_with_each_pick_and_its_gap():
-    text = markdown.render(auditor.audit(FIXTURES), "runs")
+    text = markdown.render(auditor.audit(EXAMPLES, FIXTURES / "sweep"), "runs")
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert cells(table[0]) == [
         " run ",

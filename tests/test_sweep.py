@@ -14,7 +14,7 @@ from conftest import EXAMPLES, FIXTURES
 
 @pytest.fixture(scope="module")
 def result() -> auditor.AuditResult:
-    return auditor.audit(FIXTURES)
+    return auditor.audit(EXAMPLES, FIXTURES / "sweep")
 
 
 def brute_force_best(result: auditor.AuditResult, column: str) -> tuple[str, int]:
