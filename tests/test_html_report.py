@@ -23,6 +23,8 @@ FLAGGED_LINE = (
     "the score prefers checkpoint-400 (train 0.361, eval 0.87: overfit 0.59)."
 )
 INSTALL = "pip install 'checkpoint-auditor[plot]'"
+# Named folders, so a fixture added later does not change the counts.
+BUNDLED = (str(EXAMPLES), str(FIXTURES / "sweep"))
 
 
 def invoke(*args: str):
@@ -68,7 +70,7 @@ class Page(HTMLParser):
 def fixtures_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
     """Return (html, stdout, stderr) of `ckpt-audit report fixtures/`."""
     out = tmp_path_factory.mktemp("report") / "report.html"
-    result = invoke("report", str(FIXTURES), "-o", str(out))
+    result = invoke("report", *BUNDLED, "-o", str(out))
     assert result.exit_code == 0, result.output
     return out.read_text(encoding="utf-8"), result.stdout, result.stderr
 
@@ -236,7 +238,7 @@ def test_cli_start_up_does_not_import_matplotlib():
 
 
 def test_overfit_spans_cover_where_eval_rises_and_train_falls():
-    runs = {r.run_dir.rsplit("/", 1)[-1]: r for r in auditor.audit(FIXTURES).runs}
+    runs = {r.run_dir.rsplit("/", 1)[-1]: r for r in auditor.audit(*BUNDLED).runs}
     assert overfit_spans(runs["run-0000"]) == [(500, 1000)]
     assert overfit_spans(runs["trl_sft"]) == [(80, 300)]
     assert overfit_spans(runs["lm_healthy"]) == []
@@ -262,7 +264,7 @@ def test_diverged_run_chart_clips_and_says_so():
 
 
 def test_explain_says_what_each_rule_would_ship():
-    runs = {r.run_dir.rsplit("/", 1)[-1]: r for r in auditor.audit(FIXTURES).runs}
+    runs = {r.run_dir.rsplit("/", 1)[-1]: r for r in auditor.audit(*BUNDLED).runs}
     assert explain(runs["run-0000"]) == FLAGGED_LINE
     assert explain(runs["lm_healthy"]).startswith("Both rules pick checkpoint-300 (train ")
     assert explain(runs["trl_sft"]).startswith(
