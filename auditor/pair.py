@@ -56,7 +56,10 @@ def _step_of(entry: dict[str, Any]) -> int | None:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer past 1e308: as unusable as the float 1e400
+        return math.inf if value > 0 else -math.inf
 
 
 def choose_eval_key(keys: Iterable[str], wanted: str | None) -> tuple[str | None, str | None]:
