@@ -119,7 +119,7 @@ def parse_state(data: bytes, path: str) -> TrainerState:
     """Return the TrainerState in `data` (the bytes of `path`); raise StateFileError if unusable."""
     if not data.strip():
         raise StateFileError(
-            path, "is empty (an interrupted save?); restore it or delete the checkpoint"
+            path, "is empty (an interrupted save?); restore it or delete it"
         )
     if data.startswith(_LFS_POINTER):
         raise StateFileError(path, "is a Git LFS pointer, not the file; run `git lfs pull` first")
@@ -143,7 +143,7 @@ def parse_state(data: bytes, path: str) -> TrainerState:
         raise StateFileError(
             path,
             f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            f"{cause}: restore it or delete the checkpoint",
+            f"{cause}: restore it or delete it",
         ) from exc
     except RecursionError as exc:
         raise StateFileError(path, "is nested too deeply to be a trainer_state.json") from exc
