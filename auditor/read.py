@@ -118,9 +118,7 @@ def _read_bytes(path: str) -> bytes:
 def parse_state(data: bytes, path: str) -> TrainerState:
     """Return the TrainerState in `data` (the bytes of `path`); raise StateFileError if unusable."""
     if not data.strip():
-        raise StateFileError(
-            path, "is empty (an interrupted save?); restore it or delete it"
-        )
+        raise StateFileError(path, "is empty (an interrupted save?); restore it or delete it")
     if data.startswith(_LFS_POINTER):
         raise StateFileError(path, "is a Git LFS pointer, not the file; run `git lfs pull` first")
     try:
