@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import yaml
 
 from auditor.discover import LAST_CHECKPOINT, checkpoint_step, discover
 from auditor.errors import UsageError
@@ -16,7 +17,9 @@ def test_finds_every_run_of_a_tree_once_in_path_order():
     names = [os.path.relpath(r.run_dir, FIXTURES) for r in runs]
     assert names == sorted(names)
     assert "examples/lm_healthy" in names and "sweep/run-0003" in names
-    assert len(names) == len(set(names)) == 17
+    expected = yaml.safe_load((FIXTURES / "EXPECTED.yaml").read_text())
+    assert len(names) == len(set(names))
+    assert sorted(names) == sorted(expected)
 
 
 def test_never_descends_into_checkpoint_folders():
