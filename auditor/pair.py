@@ -62,6 +62,17 @@ def _number(value: Any) -> float | None:
         return math.inf if value > 0 else -math.inf
 
 
+_OTHER_KEY, _EVAL_LOSS, _PREFERENCE_MARKER = 0, 1, 2
+
+
+def _key_kind(key: str) -> int:
+    if key.startswith("eval_") and (key == DEFAULT_EVAL_KEY or key.endswith("_loss")):
+        return _EVAL_LOSS
+    if key.endswith(_PREFERENCE_MARKERS):
+        return _PREFERENCE_MARKER
+    return _OTHER_KEY
+
+
 def choose_eval_key(keys: Iterable[str], wanted: str | None) -> tuple[str | None, str | None]:
     """Return (eval key, warning) for a history holding `keys` (SPEC section 2)."""
     present = set(keys)
@@ -101,24 +112,32 @@ def pair_history(
     skipped_entries = 0
     bad_values: set[str] = set()
     preference = False
+    # A sweep's histories hold thousands of entries with the same dozen keys: classify each once.
+    kinds: dict[str, int] = {}
     for entry in log_history:
         if not isinstance(entry, dict):
             skipped_entries += 1
             continue
-        step = _step_of(entry)
-        if step is None:
-            skipped_entries += 1
-            continue
+        step = entry.get("step")
+        if type(step) is not int:
+            step = _step_of(entry)
+            if step is None:
+                skipped_entries += 1
+                continue
         if "loss" in entry:
-            loss = _number(entry["loss"])
+            loss = entry["loss"]
+            loss = loss if type(loss) is float else _number(loss)
             if loss is None:
                 bad_values.add("loss")
             else:
                 train[step] = loss  # a step logged twice (resumed run): the later entry wins
-        for key, value in entry.items():
-            if key.startswith("eval_") and (key == DEFAULT_EVAL_KEY or key.endswith("_loss")):
-                evals_by_key.setdefault(key, {})[step] = value
-            elif not preference and key.endswith(_PREFERENCE_MARKERS):
+        for key in entry:
+            kind = kinds.get(key)
+            if kind is None:
+                kind = kinds[key] = _key_kind(key)
+            if kind == _EVAL_LOSS:
+                evals_by_key.setdefault(key, {})[step] = entry[key]
+            elif kind == _PREFERENCE_MARKER:
                 preference = True
     if skipped_entries:
         warnings.append(
