@@ -57,7 +57,6 @@ class ScoreBestCallback(TrainerCallback):
         self._config_given = config is not None
         self._training = False
         self._resumed_at: list[int] = []
-        self._logged_warnings: set[str] = set()
         # best_metric to put back once the Trainer has compared against a stand-in value.
         self._pending_best_metric: Any = _NOTHING_PENDING
 
@@ -141,7 +140,10 @@ class ScoreBestCallback(TrainerCallback):
         if not self._training:
             return
         self._settle(state)
-        self._record(args, state, self._audit(args, state))
+        result = self._audit(args, state)
+        self._record(args, state, result)
+        for warning in _warnings(result):
+            logger.warning("checkpoint scores: %s", warning)
         self._training = False
 
     def _audit(
@@ -168,14 +170,7 @@ class ScoreBestCallback(TrainerCallback):
             history_only=False,
             warnings=(),
         )
-        result = audit_run(record, self.config)
-        for warning in result.warnings:
-            # Warnings about the Trainer's own best describe a state this callback may be
-            # changing mid-step; the offline audit reports them from the saved files.
-            if warning not in self._logged_warnings and not warning.startswith("the Trainer"):
-                self._logged_warnings.add(warning)
-                logger.warning("checkpoint scores: %s", warning)
-        return result
+        return audit_run(record, self.config)
 
     def _log_evaluation(self, result: RunResult, step: int) -> None:
         row = next((c for c in result.checkpoints if c.step == step and c.score), None)
@@ -305,6 +300,7 @@ class ScoreBestCallback(TrainerCallback):
             "verdict": result.verdict,
             "flagged": result.flagged,
             "steps": [_step_dict(c) for c in result.checkpoints if c.score is not None],
+            "warnings": _warnings(result),
         }
         try:
             os.makedirs(str(args.output_dir), exist_ok=True)
@@ -326,6 +322,15 @@ def _checkpoints_on_disk(output_dir: str) -> list[DiskCheckpoint]:
         if step is not None and os.path.isdir(path):
             found.append(DiskCheckpoint(name, step, os.path.isfile(os.path.join(path, STATE_FILE))))
     return found
+
+
+def _warnings(result: RunResult) -> list[str]:
+    """Return the audit's warnings, less those about the Trainer's own best.
+
+    Those describe fields this callback may be steering; the offline audit reports them
+    from the saved files.
+    """
+    return [w for w in result.warnings if not w.startswith("the Trainer")]
 
 
 def _step_dict(row: CheckpointResult) -> dict[str, Any]:
