@@ -28,3 +28,21 @@ def loads(data: bytes | str, **options: Any) -> Any:
         except orjson.JSONDecodeError:
             pass
     return json.loads(data, **options)
+
+
+def dumps_indented(value: Any) -> str:
+    """Return `value` as strict JSON indented by two spaces, ASCII only (non-ASCII escaped).
+
+    orjson writes it about ten times faster than json; what it refuses (lone surrogates from
+    undecodable file names, non-string keys) or writes as UTF-8 is written by json instead.
+    Both write the same values; orjson spells some floats differently (0.00001 for 1e-05).
+    """
+    if orjson is not None:
+        try:
+            data = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+        except orjson.JSONEncodeError:
+            pass
+        else:
+            if data.isascii():
+                return data.decode("ascii")
+    return json.dumps(value, indent=2, allow_nan=False)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
+from ..fastjson import dumps_indented
 from ..results import AuditResult
 
 
 def render(result: AuditResult, view: str = "runs") -> str:
     """Return the schema_version 1 JSON report; the same document for every view."""
-    return json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
+    return dumps_indented(result.to_dict()) + "\n"
