@@ -144,7 +144,7 @@ def draw(run: RunResult, title: str | None = None) -> Figure:
             marker="o",
             ms=4,
             mfc="white",
-            label=f"{run.eval_key or 'eval loss'}",
+            label=_eval_label(run, evals),
             zorder=3,
         )
         kept = [(step, loss) for step, loss, on_disk in evals if on_disk]
@@ -306,6 +306,13 @@ def _mark(ax: Any, row: CheckpointResult, label: str, colour: str, offset: tuple
         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
         zorder=6,
     )
+
+
+def _eval_label(run: RunResult, evals: list[tuple[int, float, bool]]) -> str:
+    name = run.eval_key or "eval loss"
+    if all(on_disk for _, _, on_disk in evals):
+        return name
+    return f"{name} (hollow: checkpoint deleted)"
 
 
 def _align(ax: Any, step: int) -> str:
