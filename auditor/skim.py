@@ -49,7 +49,7 @@ class Skim:
     newest_entries: list[Any]
 
 
-def skim_state(path: str, entries: int = 8) -> Skim | None:
+def skim_state(path: str, entries: int = 6) -> Skim | None:
     """Return the global_step and up to `entries` newest log entries of the file at `path`.
 
     Returns None when the file is not a regular file, cannot be read, is small enough to parse
@@ -92,7 +92,8 @@ def _skim(head: bytes, tail: bytes, entries: int) -> Skim | None:
         start = step_at + len(_GLOBAL_STEP)
         end = keys.find(b"\n", start)
         value = (keys[start:] if end < 0 else keys[start:end]).rstrip(b",")
-        global_step = loads(value)
+        plain = value.isdigit() and (value == b"0" or not value.startswith(b"0"))
+        global_step = int(value) if plain else loads(value)
 
     # Inside log_history every line is indented by four spaces or more, so the first line of
     # the tail indented by exactly two closes it.
@@ -103,22 +104,24 @@ def _skim(head: bytes, tail: bytes, entries: int) -> Skim | None:
     close_at = top_level.start()
     if not tail.startswith(_HISTORY_CLOSE, close_at):
         return None
-    closing = loads(b"{" + tail[close_at + len(_HISTORY_CLOSE) - 1 :])
-    if not isinstance(closing, dict) or not closing.keys() <= _FIELDS_AFTER_HISTORY:
-        return None
-    if not closing:
-        return None
-
-    starts: list[int] = []
-    cursor = close_at
-    while len(starts) < entries:
-        cursor = tail.rfind(_ENTRY_OPEN, first_line, cursor)
-        if cursor < 0:
+    first_entry = close_at
+    for _ in range(entries):
+        found = tail.rfind(_ENTRY_OPEN, first_line, first_entry)
+        if found < 0:
             break
-        starts.append(cursor)
-    if not starts:
+        first_entry = found
+    if first_entry == close_at:
         return None
-    newest = loads(b"[" + tail[starts[-1] : close_at] + b"]")
-    if not isinstance(newest, list):
+    # One parse for both: the newest entries, and the fields after log_history.
+    newest, closing = loads(
+        b"[["
+        + tail[first_entry:close_at]
+        + b"],{"
+        + tail[close_at + len(_HISTORY_CLOSE) - 1 :]
+        + b"]"
+    )
+    if not isinstance(newest, list) or not isinstance(closing, dict) or not closing:
+        return None
+    if not closing.keys() <= _FIELDS_AFTER_HISTORY:
         return None
     return Skim(global_step, newest)
