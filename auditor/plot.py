@@ -23,6 +23,9 @@ FORMATS = ("png", "svg", "pdf")
 #: a few MB, and the eye cannot tell 20,000 points from 400 on a chart this wide.
 MAX_TRAIN_POINTS = 400
 
+#: Beyond this many evaluations a dot per evaluation is noise (and bytes): the line alone is drawn.
+MAX_EVAL_MARKERS = 150
+
 TRAIN_COLOUR = "#4c72b0"
 EVAL_COLOUR = "#dd8452"
 EVAL_ONLY_COLOUR = "#c0392b"
@@ -136,12 +139,13 @@ def draw(run: RunResult, title: str | None = None) -> Figure:
         steps, losses = zip(*thin(train, MAX_TRAIN_POINTS), strict=True)
         ax.plot(steps, losses, color=TRAIN_COLOUR, lw=1.2, label="train loss", zorder=2)
     if evals:
+        line = thin([(step, loss) for step, loss, _ in evals], MAX_TRAIN_POINTS)
         ax.plot(
-            [step for step, _, _ in evals],
-            [loss for _, loss, _ in evals],
+            [step for step, _ in line],
+            [loss for _, loss in line],
             color=EVAL_COLOUR,
             lw=1.8,
-            marker="o",
+            marker="o" if len(evals) <= MAX_EVAL_MARKERS else None,
             ms=4,
             mfc="white",
             label=_eval_label(run, evals),
@@ -310,7 +314,8 @@ def _mark(ax: Any, row: CheckpointResult, label: str, colour: str, offset: tuple
 
 def _eval_label(run: RunResult, evals: list[tuple[int, float, bool]]) -> str:
     name = run.eval_key or "eval loss"
-    if all(on_disk for _, _, on_disk in evals):
+    markers = len(evals) <= MAX_EVAL_MARKERS
+    if run.history_only or not markers or all(on_disk for _, _, on_disk in evals):
         return name
     return f"{name} (hollow: checkpoint deleted)"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -271,3 +272,20 @@ def test_explain_says_what_each_rule_would_ship():
         "The picks differ: eval-only selection takes checkpoint-80"
     )
     assert explain(runs["lm_multi_eval"]).startswith("Nothing to pick")
+
+
+def test_a_long_history_makes_a_small_chart(tmp_path):
+    from auditor.plot import chart_svg
+
+    history: list[dict[str, float]] = []
+    for step in range(1, 20_001):
+        history.append({"loss": 2.0 / (1 + step / 1000) + (step % 13) / 100, "step": step})
+        if step % 10 == 0:
+            history.append({"eval_loss": 2.2 / (1 + step / 1000) + step / 40_000, "step": step})
+    state = tmp_path / "trainer_state.json"
+    state.write_text(json.dumps({"global_step": 20_000, "log_history": history}))
+    run = auditor.audit(state).runs[0]
+    assert run.evaluations == 2000
+    svg = chart_svg(run, "long")
+    assert len(svg) < 80_000, len(svg)
+    assert "eval-only pick: step " in svg
