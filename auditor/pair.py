@@ -112,8 +112,9 @@ def pair_history(
     skipped_entries = 0
     bad_values: set[str] = set()
     preference = False
-    # A sweep's histories hold thousands of entries with the same dozen keys: classify each once.
-    kinds: dict[str, int] = {}
+    # A history holds thousands of entries of a few shapes (the same keys): classify each shape
+    # once, keeping its eval-loss keys.
+    shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
     for entry in log_history:
         if not isinstance(entry, dict):
             skipped_entries += 1
@@ -131,14 +132,16 @@ def pair_history(
                 bad_values.add("loss")
             else:
                 train[step] = loss  # a step logged twice (resumed run): the later entry wins
-        for key in entry:
-            kind = kinds.get(key)
-            if kind is None:
-                kind = kinds[key] = _key_kind(key)
-            if kind == _EVAL_LOSS:
-                evals_by_key.setdefault(key, {})[step] = entry[key]
-            elif kind == _PREFERENCE_MARKER:
-                preference = True
+        shape = tuple(entry)
+        eval_keys = shapes.get(shape)
+        if eval_keys is None:
+            kinds = [_key_kind(key) for key in shape]
+            eval_keys = shapes[shape] = tuple(
+                key for key, kind in zip(shape, kinds, strict=True) if kind == _EVAL_LOSS
+            )
+            preference = preference or _PREFERENCE_MARKER in kinds
+        for name in eval_keys:
+            evals_by_key.setdefault(name, {})[step] = entry[name]
     if skipped_entries:
         warnings.append(
             f"{skipped_entries} log_history entr{'y' if skipped_entries == 1 else 'ies'} "
