@@ -95,13 +95,17 @@ class ScoreBestCallback(TrainerCallback):
             # trainer.evaluate() after train() logs a step the saved states never hold.
             return
         step = state.global_step
-        saving = bool(control.should_save) or args.save_strategy == "best"
+        # With save_strategy="best" the Trainer saves when its best changes, which the
+        # steering below decides: count this step as saved when it would be the pick.
+        saving = bool(control.should_save) or (
+            self.load_score_best_at_end and args.save_strategy == "best"
+        )
         result = self._audit(args, state, about_to_save=step if saving else None)
         self._log_evaluation(result, step)
         if self.load_score_best_at_end and result.scorer_pick is not None:
             self._steer(args, state, result.scorer_pick)
-        if not saving:
-            self._record(args, state, result)
+        # The file names only folders already on disk; on_save records again after the save.
+        self._record(args, state, self._audit(args, state) if saving else result)
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
