@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import stat
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,6 @@ _HISTORY_OPEN = b'\n  "log_history": ['
 _GLOBAL_STEP = b'\n  "global_step": '
 _HISTORY_CLOSE = b"\n  ],\n"
 _ENTRY_OPEN = b"\n    {\n"
-_TOP_LEVEL_LINE = re.compile(rb"\n  [^ ]")
 # The TrainerState fields that sort after log_history, in every transformers release so far.
 # An unknown one could be a list whose end looks like log_history's, so it means a full parse.
 _FIELDS_AFTER_HISTORY = frozenset(
@@ -95,18 +93,15 @@ def _skim(head: bytes, tail: bytes, entries: int) -> Skim | None:
         plain = value.isdigit() and (value == b"0" or not value.startswith(b"0"))
         global_step = int(value) if plain else loads(value)
 
-    # Inside log_history every line is indented by four spaces or more, so the first line of
-    # the tail indented by exactly two closes it.
-    first_line = tail.find(b"\n")
-    top_level = _TOP_LEVEL_LINE.search(tail, max(first_line, 0))
-    if first_line < 0 or top_level is None:
-        return None
-    close_at = top_level.start()
-    if not tail.startswith(_HISTORY_CLOSE, close_at):
+    # Inside log_history every line is indented by four spaces or more. If what follows the
+    # last two-space "]," parses as known fields, and what precedes it back to an entry's
+    # opening line parses as a list, no top-level key lies between: that "]" closes log_history.
+    close_at = tail.rfind(_HISTORY_CLOSE)
+    if close_at < 0:
         return None
     first_entry = close_at
     for _ in range(entries):
-        found = tail.rfind(_ENTRY_OPEN, first_line, first_entry)
+        found = tail.rfind(_ENTRY_OPEN, 0, first_entry)
         if found < 0:
             break
         first_entry = found
