@@ -183,24 +183,25 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _is_loss(key: str) -> bool:
-    return key == "loss" or (key.startswith("eval_") and key.endswith("_loss"))
-
-
-def _loss_index(history: list[Any], steps: set[int]) -> dict[tuple[int, str], Any]:
-    """Return {(step, key): loss} of `history` at `steps`, later entries winning."""
+def _loss_index(history: list[Any], wanted: set[tuple[int, str]]) -> dict[tuple[int, str], Any]:
+    """Return {(step, key): value} of `history` for the `wanted` pairs it holds, later entries
+    winning."""
+    keys_at: dict[int, list[str]] = {}
+    for step, key in wanted:
+        keys_at.setdefault(step, []).append(key)
     index: dict[tuple[int, str], Any] = {}
-    for entry in history:
-        if not isinstance(entry, dict):
+    try:
+        # 5000.0 and True match 5000 and 1 here: _int_or_none below keeps the exact rule.
+        at_steps = [e for e in history if type(e) is dict and e.get("step") in keys_at]
+    except TypeError:  # an unhashable "step" (a list): rare enough to take the slow way
+        at_steps = [e for e in history if isinstance(e, dict)]
+    for entry in at_steps:
+        at = _int_or_none(entry.get("step"))
+        if at is None:
             continue
-        step = entry.get("step")
-        if type(step) is not int:
-            step = _int_or_none(step)
-        if step not in steps:
-            continue
-        for key, value in entry.items():
-            if _is_loss(key):
-                index[(step, key)] = value
+        for key in keys_at.get(at, ()):
+            if key in entry:
+                index[(at, key)] = entry[key]
     return index
 
 
@@ -216,7 +217,9 @@ def _newest_losses(history: list[Any]) -> tuple[list[tuple[int, str, Any]], bool
         step = _int_or_none(entry.get("step"))
         if step is None:
             continue
-        losses.extend((step, key, value) for key, value in entry.items() if _is_loss(key))
+        for key, value in entry.items():
+            if key == "loss" or (key.startswith("eval_") and key.endswith("_loss")):
+                losses.append((step, key, value))
     return losses, len(losses) >= _LINEAGE_ENTRIES
 
 
@@ -301,7 +304,8 @@ def read_run(location: RunLocation) -> RunRecord:
             # The tail held too few losses to tell the trainings apart: read the whole file.
             own = owns[path] = attempt(path)
             losses[path] = _newest_losses(own.log_history)[0] if own is not None else []
-    index = _loss_index(source.log_history, {s for found in losses.values() for s, _, _ in found})
+    wanted = {(step, key) for found in losses.values() for step, key, _ in found}
+    index = _loss_index(source.log_history, wanted)
     disk: list[DiskCheckpoint] = []
     for folder in folders:
         assert folder.step is not None
