@@ -8,13 +8,65 @@
 
 from __future__ import annotations
 
-from .api import audit
-from .config import Config, Weights, load_config
-from .errors import AuditorError, ConfigError, StateFileError, UsageError
-from .results import AuditResult, CheckpointResult, DeployJudgement, Pick, RunResult
-from .score import Score, score
+import sys
+import types
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import audit
+    from .config import Config, Weights, load_config
+    from .errors import AuditorError, ConfigError, StateFileError, UsageError
+    from .results import AuditResult, CheckpointResult, DeployJudgement, Pick, RunResult
+    from .score import Score, score
 
 __version__ = "0.1.0"
+
+# Imported on first use, so `ckpt-audit --help` does not load the whole audit.
+_EXPORTED_FROM = {
+    "audit": "api",
+    "Config": "config",
+    "Weights": "config",
+    "load_config": "config",
+    "AuditorError": "errors",
+    "ConfigError": "errors",
+    "StateFileError": "errors",
+    "UsageError": "errors",
+    "AuditResult": "results",
+    "CheckpointResult": "results",
+    "DeployJudgement": "results",
+    "Pick": "results",
+    "RunResult": "results",
+    "Score": "score",
+    "score": "score",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTED_FROM.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTED_FROM))
+
+
+class _Package(types.ModuleType):
+    """`auditor.audit` and `auditor.score` are functions that share their module's name."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Importing the submodule auditor.audit would make `auditor.audit` the module: keep
+        # the attribute unset so that __getattr__ returns the function.
+        if isinstance(value, types.ModuleType) and name in _EXPORTED_FROM:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "AuditResult",

@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from importlib import import_module
+from typing import Any
 
 from ..results import AuditResult
-from . import csv_report, html, json_report, junit, markdown, table
 
 #: A renderer turns a result into the text of a report. `view` is "runs" (one row per run,
 #: for scan and check) or "checkpoints" (one row per evaluated step, for show).
 Renderer = Callable[[AuditResult, str], str]
 
+
+def _on_first_use(module: str, **options: Any) -> Renderer:
+    """Return render.<module>'s render function, imported when a report is made: the CLI's
+    start-up (and --help) must not pay for every format's imports."""
+
+    def render_with(result: AuditResult, view: str = "runs") -> str:
+        function: Callable[..., str] = import_module(f"{__name__}.{module}").render
+        return function(result, view, **options)
+
+    return render_with
+
+
 RENDERERS: dict[str, Renderer] = {
-    "table": table.render,
-    "json": json_report.render,
-    "csv": csv_report.render,
-    "markdown": markdown.render,
-    "junit": junit.render,
-    "html": html.render,
+    "table": _on_first_use("table"),
+    "json": _on_first_use("json_report"),
+    "csv": _on_first_use("csv_report"),
+    "markdown": _on_first_use("markdown"),
+    "junit": _on_first_use("junit"),
+    "html": _on_first_use("html"),
 }
 
 #: Formats that can colour a terminal's text: their coloured renderer.
-COLOURED: dict[str, Renderer] = {"table": partial(table.render, color=True)}
+COLOURED: dict[str, Renderer] = {"table": _on_first_use("table", color=True)}
 
 
 def render(result: AuditResult, fmt: str, view: str = "runs", color: bool = False) -> str:
