@@ -32,8 +32,9 @@ def is_overfit_pick(chosen: CheckpointResult, better: CheckpointResult, config: 
     return (chosen.overfit or 0.0) - (better.overfit or 0.0) >= config.min_gap_delta - _EPSILON
 
 
-def audit_run(record: RunRecord, config: Config) -> RunResult:
-    """Return the audit of one run read from disk."""
+def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResult:
+    """Return the audit of one run read from disk; with `curves` False, without the train
+    loss curve (thousands of points per run: a sweep's report does not need them)."""
     history = pair_history(record.state.log_history, config.eval_key, config.train_loss)
     warnings = list(record.warnings) + list(history.warnings)
     rows = _rows(record, history, config)
@@ -86,7 +87,7 @@ def audit_run(record: RunRecord, config: Config) -> RunResult:
         history_only=record.history_only,
         checkpoints=tuple(rows),
         warnings=tuple(warnings),
-        train_losses=history.train_losses,
+        train_losses=history.train_losses if curves else (),
     )
 
 

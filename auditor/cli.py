@@ -102,7 +102,7 @@ def _use_color(fmt: str, output: str | None) -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
-def _audit(paths: tuple[str, ...], config: Config, quiet: bool) -> AuditResult:
+def _audit(paths: tuple[str, ...], config: Config, quiet: bool, curves: bool = True) -> AuditResult:
     from .api import audit
 
     progress = None
@@ -117,7 +117,7 @@ def _audit(paths: tuple[str, ...], config: Config, quiet: bool) -> AuditResult:
                 end = "\n" if done == total else ""
                 click.echo(f"\rauditing runs: {done}/{total}{end}", err=True, nl=False)
 
-    result = audit(*paths, config=config, progress=progress)
+    result = audit(*paths, config=config, progress=progress, curves=curves)
     if not result.runs:
         raise UsageError(
             f"no Trainer run found below {', '.join(paths)} (looked for checkpoint-<step>/ "
@@ -247,7 +247,8 @@ def scan(
       ckpt-audit scan outputs/ --sort score --top 5
     """
     config = _load_config(config_path, eval_key)
-    result = _audit(paths, config, quiet)
+    # Only the HTML report draws loss curves; a sweep's curves would dominate its memory.
+    result = _audit(paths, config, quiet, curves=fmt == "html")
     shown = order_runs(result.runs, sort, top) if sort or top else None
     _emit(result, fmt, "checkpoints" if per_checkpoint else "runs", output, quiet, shown)
 
@@ -333,7 +334,7 @@ def check(
     if deploy is not None:
         result = run_deploy_gate(paths, deploy, config, lambda p: _audit(p, config, quiet))
     else:
-        result = _audit(paths, config, quiet)
+        result = _audit(paths, config, quiet, curves=fmt == "html")
     _emit(result, fmt, "runs", output, quiet)
     if step_summary and os.environ.get("GITHUB_STEP_SUMMARY"):
         _append_step_summary(result, os.environ["GITHUB_STEP_SUMMARY"])
