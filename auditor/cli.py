@@ -38,22 +38,9 @@ def _load_config(path: str | None, eval_key: str | None) -> Config:
     return config
 
 
-def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
+def _audit_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options every auditing command shares: --eval-key, --config, --quiet."""
     options = [
-        click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(sorted(RENDERERS)),
-            default="table",
-            show_default=True,
-            help="Report format.",
-        ),
-        click.option(
-            "-o",
-            "--output",
-            type=click.Path(dir_okay=False, writable=False),
-            help="Write the report to FILE (whole or not at all) instead of stdout.",
-        ),
         click.option(
             "--eval-key",
             metavar="KEY",
@@ -72,6 +59,30 @@ def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="Print no warnings, progress or summary on stderr, only errors.",
         ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options of the commands that print a report: --format, -o, --color, and the rest."""
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(sorted(RENDERERS)),
+            default="table",
+            show_default=True,
+            help="Report format.",
+        ),
+        click.option(
+            "-o",
+            "--output",
+            type=click.Path(dir_okay=False, writable=False),
+            help="Write the report to FILE (whole or not at all) instead of stdout.",
+        ),
+        _audit_options,
         click.option(
             "--color/--no-color",
             default=None,
@@ -354,29 +365,6 @@ def _single_run(result: AuditResult, run: str, command: str) -> RunResult:
             "name one of them, or use `ckpt-audit scan`"
         )
     return result.runs[0]
-
-
-def _audit_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--eval-key",
-            metavar="KEY",
-            help="Log key of the selection loss (default: eval_loss, or the run's only "
-            "eval_<name>_loss).",
-        ),
-        click.option(
-            "--config",
-            "config_path",
-            type=click.Path(dir_okay=False),
-            help=f"YAML config file (default: ./{DEFAULT_CONFIG_NAME} when present).",
-        ),
-        click.option(
-            "-q", "--quiet", is_flag=True, help="Print no warnings or summary, only errors."
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
 
 
 @main.command()
