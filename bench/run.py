@@ -1,0 +1,276 @@
+"""Benchmark `ckpt-audit scan --format json` on generated sweeps against a hand-written script
+and a near-limit reference; check that every run's picks and flag agree with the reference.
+
+    python3 bench/run.py                # about 3 minutes; sweeps are generated into /tmp once
+    python3 bench/run.py --repeat 3     # fewer alternating rounds
+
+Needs the shared benchmark scripts (../shared/bench beside the repo, or --scripts DIR):
+gen_sweep.py, baseline_naive.py and limit_newest.py. Exits 1 when a pick or a flag differs
+from the reference, and (with --strict) when a speed or memory target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MAIN = (200, 20)
+# A second and third size: half the runs, and half the checkpoints per run.
+SCALING = [(100, 20), (200, 10)]
+TARGET_VS_NAIVE = 10.0
+TARGET_VS_REFERENCE = 2.0
+TARGET_HELP_VS_CLICK = 1.5
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One timed subprocess: wall seconds, CPU seconds (user + system), peak memory in MiB."""
+
+    wall: float
+    cpu: float
+    peak_mib: float
+
+
+def measure(command: list[str], stdout_path: str | None = None) -> Sample:
+    """Return the Sample of running `command` once (its stdout to `stdout_path` or nowhere)."""
+    sink = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+    finally:
+        if stdout_path:
+            sink.close()  # type: ignore[union-attr]
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        sys.exit(f"bench: {' '.join(command)} exited with {process.returncode}")
+    # ru_maxrss is in KiB on Linux.
+    return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def median(samples: list[Sample]) -> Sample:
+    """Return the per-field medians of `samples`."""
+    return Sample(
+        statistics.median(s.wall for s in samples),
+        statistics.median(s.cpu for s in samples),
+        statistics.median(s.peak_mib for s in samples),
+    )
+
+
+def ensure_sweep(scripts: Path, workdir: Path, runs: int, ckpts: int) -> Path:
+    """Return the sweep folder for runs x ckpts under `workdir`, generating it once."""
+    sweep = workdir / f"sweep-{runs}x{ckpts}"
+    if sweep.is_dir():
+        return sweep
+    partial = workdir / f"sweep-{runs}x{ckpts}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    print(f"generating {sweep} ({runs} runs x {ckpts} checkpoints) ...", flush=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(scripts / "gen_sweep.py"),
+            str(partial),
+            "--runs",
+            str(runs),
+            "--ckpts",
+            str(ckpts),
+        ],
+        check=True,
+    )
+    partial.rename(sweep)
+    return sweep
+
+
+def ours(sweep: Path) -> list[str]:
+    """Return the command that audits `sweep` as a user would."""
+    return [sys.executable, "-m", "auditor", "scan", str(sweep), "--format", "json", "-q"]
+
+
+def picks_from_report(path: str) -> dict[str, tuple[int | None, int | None, bool]]:
+    """Return {run name: (eval-only step, scorer step, flagged)} of our JSON report."""
+    with open(path, encoding="utf-8") as handle:
+        report = json.load(handle)
+    found = {}
+    for run in report["runs"]:
+        eval_only, scorer = run["eval_only_pick"], run["scorer_pick"]
+        found[os.path.basename(run["run_dir"])] = (
+            eval_only["step"] if eval_only else None,
+            scorer["step"] if scorer else None,
+            run["flagged"],
+        )
+    return found
+
+
+def picks_from_lines(path: str) -> dict[str, tuple[int | None, int | None, bool]]:
+    """Return the same mapping from a reference script's one-JSON-line-per-run output."""
+    found = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            run = json.loads(line)
+            found[os.path.basename(run["run_dir"])] = (
+                run["eval_only_pick"],
+                run["scorer_pick"],
+                run["flagged"],
+            )
+    return found
+
+
+def compare(sweep: Path, ours_out: str, reference_out: str) -> int:
+    """Print every run whose picks or flag differ from the reference; return how many."""
+    mine, theirs = picks_from_report(ours_out), picks_from_lines(reference_out)
+    differ = sorted(r for r in theirs.keys() | mine.keys() if mine.get(r) != theirs.get(r))
+    for run in differ:
+        print(f"MISMATCH {sweep.name}/{run}: ours {mine.get(run)}, reference {theirs.get(run)}")
+    return len(differ)
+
+
+def alternate(commands: dict[str, list[str]], repeat: int, outdir: Path) -> dict[str, Sample]:
+    """Run each command `repeat` times, interleaved, and return each one's median Sample."""
+    samples: dict[str, list[Sample]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, command in commands.items():
+            samples[name].append(measure(command, str(outdir / f"{name}.out")))
+    return {name: median(found) for name, found in samples.items()}
+
+
+def machine() -> str:
+    """Return the CPU count, CPU model and Python version of this machine."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs, {model}, Python {platform.python_version()}"
+
+
+def main() -> int:
+    """Run the benchmark; return the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scripts", type=Path, default=REPO.parent / "shared" / "bench")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/ckpt-audit-bench"))
+    parser.add_argument("--repeat", type=int, default=5, help="alternating rounds (default 5)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+    scripts = args.scripts.resolve()
+    for name in ("gen_sweep.py", "baseline_naive.py", "limit_newest.py"):
+        if not (scripts / name).is_file():
+            sys.exit(f"bench: {scripts / name} not found; pass --scripts DIR")
+    if args.workdir.resolve().is_relative_to(REPO):
+        sys.exit("bench: --workdir must be outside the repository")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    sweeps = {size: ensure_sweep(scripts, args.workdir, *size) for size in [MAIN, *SCALING]}
+    out = args.workdir / "out"
+    out.mkdir(exist_ok=True)
+    print(f"machine: {machine()}", flush=True)
+
+    main_sweep = sweeps[MAIN]
+    reference = [sys.executable, str(scripts / "limit_newest.py"), str(main_sweep)]
+    naive = [sys.executable, str(scripts / "baseline_naive.py"), str(main_sweep)]
+    medians = alternate(
+        {"ours": ours(main_sweep), "reference": reference, "naive": naive}, args.repeat, out
+    )
+    mismatches = compare(main_sweep, str(out / "ours.out"), str(out / "reference.out"))
+
+    scaled: dict[tuple[int, int], Sample] = {MAIN: medians["ours"]}
+    scaled_reference: dict[tuple[int, int], Sample] = {MAIN: medians["reference"]}
+    for size in SCALING:
+        sweep = sweeps[size]
+        result = alternate(
+            {
+                "ours": ours(sweep),
+                "reference": [sys.executable, str(scripts / "limit_newest.py"), str(sweep)],
+            },
+            args.repeat,
+            out,
+        )
+        scaled[size], scaled_reference[size] = result["ours"], result["reference"]
+        mismatches += compare(sweep, str(out / "ours.out"), str(out / "reference.out"))
+
+    startup = alternate(
+        {
+            "click": [sys.executable, "-c", "import click"],
+            "help": [sys.executable, "-m", "auditor", "--help"],
+        },
+        max(args.repeat, 11),
+        out,
+    )
+
+    ours_main, ref_main, naive_main = medians["ours"], medians["reference"], medians["naive"]
+    vs_naive = naive_main.wall / ours_main.wall
+    vs_reference = ours_main.wall / ref_main.wall
+    help_ratio = startup["help"].wall / startup["click"].wall
+    print()
+    print(f"sweep {MAIN[0]} runs x {MAIN[1]} checkpoints, medians of {args.repeat} rounds")
+    print("| command | wall s | CPU s | peak MiB |")
+    print("|---|---|---|---|")
+    for name, sample in (
+        ("ckpt-audit scan --format json", ours_main),
+        ("reference (limit_newest.py)", ref_main),
+        ("naive (baseline_naive.py)", naive_main),
+    ):
+        print(f"| {name} | {sample.wall:.2f} | {sample.cpu:.2f} | {sample.peak_mib:.0f} |")
+    print()
+    print(
+        "| sweep | ours wall s | ours CPU s | ours peak MiB | reference wall s | ours / reference |"
+    )
+    print("|---|---|---|---|---|---|")
+    for size in [SCALING[0], MAIN, SCALING[1]]:
+        mine, theirs = scaled[size], scaled_reference[size]
+        print(
+            f"| {size[0]} x {size[1]} | {mine.wall:.2f} | {mine.cpu:.2f} | {mine.peak_mib:.0f} "
+            f"| {theirs.wall:.2f} | {mine.wall / theirs.wall:.2f} |"
+        )
+    runs_growth = scaled[MAIN].wall / scaled[SCALING[0]].wall
+    ckpts_growth = scaled[MAIN].wall / scaled[SCALING[1]].wall
+    memory_growth = scaled[MAIN].peak_mib - scaled[SCALING[0]].peak_mib
+    print()
+    print(f"naive / ours:           {vs_naive:.1f}x   (target >= {TARGET_VS_NAIVE:g}x)")
+    print(f"ours / reference:       {vs_reference:.2f}x  (target <= {TARGET_VS_REFERENCE:g}x)")
+    print(
+        f"same by CPU time:       naive / ours {naive_main.cpu / ours_main.cpu:.1f}x, "
+        f"ours / reference {ours_main.cpu / ref_main.cpu:.2f}x"
+    )
+    print(f"2x the runs:            {runs_growth:.2f}x the time (linear: 2)")
+    print(f"2x the checkpoints:     {ckpts_growth:.2f}x the time (linear: 2)")
+    print(f"peak memory, 100 -> 200 runs: {memory_growth:+.1f} MiB")
+    print(
+        f"--help / import click:  {help_ratio:.2f}x  ({startup['help'].wall * 1000:.0f} ms vs "
+        f"{startup['click'].wall * 1000:.0f} ms; target <= {TARGET_HELP_VS_CLICK:g}x)"
+    )
+    if mismatches:
+        print(f"FAIL: {mismatches} runs differ from the reference in picks or flag")
+        return 1
+    print("picks and flags: identical to the reference for every run of every sweep")
+    missed = [
+        name
+        for name, ok in (
+            ("vs naive", vs_naive >= TARGET_VS_NAIVE),
+            ("vs reference", vs_reference <= TARGET_VS_REFERENCE),
+            ("--help", help_ratio <= TARGET_HELP_VS_CLICK),
+        )
+        if not ok
+    ]
+    if missed:
+        print(f"targets missed: {', '.join(missed)}")
+        return 1 if args.strict else 0
+    print("targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
