@@ -7,7 +7,7 @@ import re
 from ..config import to_yaml
 from ..results import AuditResult, CheckpointResult, RunResult
 from ..sweep import SweepPick
-from .text import marks, number, pick_label, pick_with_gap, safe
+from .text import number, pick_label, pick_with_gap, safe, score_cells
 
 _BACKTICKS = re.compile(r"`+")
 
@@ -94,19 +94,13 @@ def _checkpoint_section(run: RunResult) -> list[str]:
 
 
 def _checkpoint_row(run: RunResult, row: CheckpointResult) -> str:
-    s = row.score
     cells = [
         str(row.step),
         code(row.checkpoint) if row.checkpoint else "-",
         number(row.eval_loss),
         number(row.train_loss),
         number(row.gap),
-        number(s.eval if s else None),
-        number(s.gap if s else None),
-        number(s.perplexity if s else None),
-        number(s.improvement if s else None, 2),
-        number(s.total if s else None),
-        marks(run, row),
+        *score_cells(run, row),
     ]
     return "| " + " | ".join(cells) + " |"
 

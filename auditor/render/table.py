@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..results import AuditResult, RunResult
-from .text import marks, number, pick_label, pick_with_gap, safe, verdict_label
+from .text import number, pick_label, pick_with_gap, safe, score_cells, verdict_label
 
 RUN_HEADERS = ("run", "ckpts", "evals", "eval-only pick", "scorer pick", "trainer best", "verdict")
 CHECKPOINT_HEADERS = (
@@ -97,7 +97,6 @@ def _checkpoint_table(run: RunResult) -> str:
     title += f"  eval key: {run.eval_key or '-'}"
     rows = []
     for row in run.checkpoints:
-        s = row.score
         rows.append(
             (
                 str(row.step),
@@ -109,12 +108,7 @@ def _checkpoint_table(run: RunResult) -> str:
                 "-"
                 if row.epochs_without_improvement is None
                 else str(row.epochs_without_improvement),
-                number(s.eval if s else None),
-                number(s.gap if s else None),
-                number(s.perplexity if s else None),
-                number(s.improvement if s else None, 2),
-                number(s.total if s else None),
-                marks(run, row),
+                *score_cells(run, row),
             )
         )
     table = tabulate(rows, headers=CHECKPOINT_HEADERS, tablefmt="simple", disable_numparse=True)

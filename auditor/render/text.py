@@ -10,9 +10,7 @@ from ..results import CheckpointResult, Pick, RunResult
 # Folder names and file content come from anyone: never let them move the cursor or recolour
 # the terminal. Lone surrogates are how Python spells a folder name's bytes that are not UTF-8;
 # they cannot be printed or written as UTF-8 at all.
-_CONTROL = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def safe(text: str) -> str:
@@ -61,3 +59,16 @@ def marks(run: RunResult, row: CheckpointResult) -> str:
 def verdict_label(run: RunResult) -> str:
     """Return the verdict as shown to people: OVERFIT is loud, the rest plain."""
     return "OVERFIT" if run.verdict == "overfit" else run.verdict
+
+
+def score_cells(run: RunResult, row: CheckpointResult) -> list[str]:
+    """Return a checkpoint row's score components, total and pick marks as cells."""
+    s = row.score
+    return [
+        number(s.eval if s else None),
+        number(s.gap if s else None),
+        number(s.perplexity if s else None),
+        number(s.improvement if s else None, 2),
+        number(s.total if s else None),
+        marks(run, row),
+    ]
