@@ -1,0 +1,223 @@
+"""read: the fast path (older checkpoints read at their ends) agrees with parsing every file."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+import auditor
+from auditor import read, skim
+from auditor.discover import discover
+from auditor.read import load_state, read_run
+from auditor.skim import skim_state
+from conftest import FIXTURES
+
+STATE = "trainer_state.json"
+ALL_STATE_FILES = sorted(FIXTURES.rglob(STATE))
+
+
+@pytest.fixture
+def small_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read ends small enough that the bundled runs' files (2-25 KB) take the fast path."""
+    monkeypatch.setattr(skim, "HEAD_BYTES", 512)
+    monkeypatch.setattr(skim, "TAIL_BYTES", 2048)
+
+
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every file big enough for the fast path that was parsed whole all the same."""
+    paths: list[str] = []
+
+    def recording_load_state(path: str) -> read.TrainerState:
+        if _big_enough(Path(path)):
+            paths.append(path)
+        return load_state(path)
+
+    monkeypatch.setattr(read, "load_state", recording_load_state)
+    return paths
+
+
+def records(path: Path) -> list[read.RunRecord]:
+    return [read_run(location) for location in discover([str(path)])]
+
+
+def _big_enough(path: Path) -> bool:
+    return path.stat().st_size > 512 + 2048
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in ALL_STATE_FILES if _big_enough(p)],
+    ids=lambda p: str(p.relative_to(FIXTURES)),
+)
+def test_the_ends_of_every_real_file_agree_with_its_full_parse(small_windows, path):
+    ends = skim_state(str(path))
+    full = load_state(str(path))
+    assert ends is not None, "a Trainer-written file must take the fast path"
+    assert ends.global_step == full.global_step
+    assert 1 <= len(ends.newest_entries) <= 6
+    newest = full.log_history[-len(ends.newest_entries) :]
+    assert json.dumps(ends.newest_entries) == json.dumps(newest)  # NaN compares equal as text
+
+
+def test_the_fast_path_gives_the_same_records_as_parsing_every_file(small_windows, monkeypatch):
+    fast = records(FIXTURES)
+    monkeypatch.setattr(read, "skim_state", lambda path, entries=6: None)
+    slow = records(FIXTURES)
+    assert len(fast) == len(slow) >= 17
+    for quick, full in zip(fast, slow, strict=True):
+        assert quick.run_dir == full.run_dir
+        assert quick.state.path == full.state.path
+        assert quick.checkpoints == full.checkpoints
+        assert quick.warnings == full.warnings
+
+
+def test_older_checkpoints_are_not_parsed_whole(small_windows, parsed):
+    (record,) = records(FIXTURES / "examples" / "lm_overfit_full")
+    assert parsed == [record.state.path]
+    assert record.state.path.endswith(f"lm_overfit_full/{STATE}")
+    assert len(record.checkpoints) == 20 and all(c.usable for c in record.checkpoints)
+
+
+def test_a_mixed_lineage_folder_is_detected_from_the_tails(small_windows, parsed, copy_run):
+    run = copy_run("examples/lm_overfit_full")
+    other = FIXTURES / "examples" / "lm_overfit_full_tf4"
+    for name in ("checkpoint-100", "checkpoint-260"):
+        shutil.copyfile(other / name / STATE, run / name / STATE)
+
+    (record,) = records(run)
+
+    assert parsed == [str(run / STATE)], "the other training was found without a full parse"
+    unusable = {c.name for c in record.checkpoints if not c.usable}
+    assert unusable == {"checkpoint-100", "checkpoint-260"}
+    warned = [w for w in record.warnings if "comes from another training" in w]
+    assert [w.split("/")[0] for w in warned] == ["checkpoint-100", "checkpoint-260"]
+    result = auditor.audit(str(run))
+    assert {c.checkpoint for c in result.runs[0].checkpoints if c.on_disk and not c.candidate} >= {
+        "checkpoint-100",
+        "checkpoint-260",
+    }
+
+
+def test_a_changed_newest_loss_is_detected_from_the_tail(small_windows, parsed, copy_run):
+    run = copy_run("examples/lm_overfit_full")
+    path = run / "checkpoint-200" / STATE
+    state = json.loads(path.read_text())
+    last_eval = next(e for e in reversed(state["log_history"]) if "eval_loss" in e)
+    last_eval["eval_loss"] += 0.001
+    path.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+    (record,) = records(run)
+
+    assert str(path) not in parsed
+    assert [c.name for c in record.checkpoints if not c.usable] == ["checkpoint-200"]
+    assert any(
+        w.startswith("checkpoint-200/ comes from another training: its eval_loss at step 200")
+        for w in record.warnings
+    )
+
+
+def test_a_compact_file_falls_back_to_a_full_parse_and_still_counts(
+    small_windows, parsed, copy_run
+):
+    run = copy_run("examples/lm_overfit_full")
+    compact = run / "checkpoint-300" / STATE
+    compact.write_text(json.dumps(json.loads(compact.read_text()), separators=(",", ":")))
+    assert compact.stat().st_size > 512 + 2048
+    assert skim_state(str(compact)) is None
+
+    (record,) = records(run)
+
+    assert str(compact) in parsed
+    assert all(c.usable for c in record.checkpoints)
+    assert record.warnings == ()
+
+
+def test_a_compact_file_from_another_training_is_still_detected(small_windows, copy_run):
+    run = copy_run("examples/lm_overfit_full")
+    other = FIXTURES / "examples" / "lm_overfit_full_tf4" / "checkpoint-300" / STATE
+    (run / "checkpoint-300" / STATE).write_text(json.dumps(json.loads(other.read_text())))
+
+    (record,) = records(run)
+
+    assert [c.name for c in record.checkpoints if not c.usable] == ["checkpoint-300"]
+
+
+def test_an_unknown_field_after_log_history_means_a_full_parse(small_windows, parsed, copy_run):
+    run = copy_run("examples/lm_overfit_full")
+    path = run / "checkpoint-300" / STATE
+    state = json.loads(path.read_text())
+    state["loss_curve"] = [{"step": 1, "loss": 1.0}]  # sorts after log_history, a list
+    path.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    assert skim_state(str(path)) is None
+
+    (record,) = records(run)
+
+    assert str(path) in parsed
+    assert all(c.usable for c in record.checkpoints)
+
+
+def test_nan_literals_in_the_tails_are_read(small_windows, parsed):
+    run = FIXTURES / "examples" / "lm_diverged"
+    tails = [skim_state(str(p)) for p in sorted(run.glob(f"checkpoint-*/{STATE}"))]
+    losses = [e.get("loss") for t in tails if t is not None for e in t.newest_entries]
+    assert any(isinstance(v, float) and math.isnan(v) for v in losses)
+
+    (record,) = records(run)
+
+    assert parsed == [record.state.path]
+    assert record.checkpoints and all(c.usable for c in record.checkpoints)
+
+
+def test_a_tail_too_short_to_decide_reads_the_whole_file(monkeypatch, parsed, copy_run):
+    run = copy_run("examples/lm_overfit_full")
+    monkeypatch.setattr(skim, "HEAD_BYTES", 512)
+    monkeypatch.setattr(skim, "TAIL_BYTES", 720)  # the closing fields and one entry
+    ends = skim_state(str(run / "checkpoint-400" / STATE))
+    assert ends is not None and len(ends.newest_entries) < 4
+
+    (record,) = records(run)
+
+    assert len(parsed) > 1
+    assert all(c.usable for c in record.checkpoints)
+
+
+def test_a_cut_short_older_checkpoint_is_listed_but_not_a_candidate(small_windows, copy_run):
+    run = copy_run("examples/lm_overfit_full")
+    path = run / "checkpoint-200" / STATE
+    path.write_bytes(path.read_bytes()[:-40])
+
+    (record,) = records(run)
+
+    assert [c.name for c in record.checkpoints if not c.usable] == ["checkpoint-200"]
+    assert any("checkpoint-200" in w and "cut short" in w for w in record.warnings)
+
+
+def test_the_newest_state_is_chosen_by_the_global_step_in_the_heads(
+    small_windows, parsed, copy_run
+):
+    run = copy_run("examples/lm_overfit_full")
+    # The root file is from an earlier save: the newest checkpoint holds the newer history.
+    shutil.copyfile(run / "checkpoint-200" / STATE, run / STATE)
+
+    (record,) = records(run)
+
+    assert record.state.path == str(run / "checkpoint-400" / STATE)
+    assert parsed == [record.state.path]
+    assert all(c.usable for c in record.checkpoints)
+
+
+def test_a_root_file_whose_middle_is_broken_falls_back_on_the_checkpoints(small_windows, copy_run):
+    run = copy_run("examples/lm_overfit_full")
+    data = (run / STATE).read_bytes()
+    middle = len(data) // 2
+    (run / STATE).write_bytes(data[:middle] + b"\x00" + data[middle + 1 :])
+
+    (record,) = records(run)
+
+    assert record.state.path == str(run / "checkpoint-400" / STATE)
+    assert any(w.startswith(str(run / STATE)) for w in record.warnings)
