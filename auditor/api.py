@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from .audit import audit_run, error_result
 from .config import Config
@@ -14,23 +15,30 @@ from .results import AuditResult, RunResult
 
 Progress = Callable[[int, int], None]
 
+#: Below this many runs, starting worker processes costs more than it saves.
+PARALLEL_FROM_RUNS = 64
+#: Environment variable with the number of worker processes (1: audit in this process).
+JOBS_VARIABLE = "CKPT_AUDIT_JOBS"
+
 
 def audit(
     *paths: str | os.PathLike[str],
     config: Config | None = None,
     progress: Progress | None = None,
     curves: bool = True,
+    jobs: int | None = None,
 ) -> AuditResult:
     """Return the audit of every run found below `paths` (folders or trainer_state.json files).
 
     An unreadable run becomes a RunResult with verdict "error"; it never stops the others.
     Raises UsageError when a path does not exist. `progress(done, total)` is called per run.
     With `curves` False, runs carry no train loss curve (`RunResult.train_losses` is empty),
-    which keeps the memory of a large sweep's audit small.
+    which keeps the memory of a large sweep's audit small. `jobs` worker processes share the
+    runs (default: $CKPT_AUDIT_JOBS, else one per CPU once there are 64 runs or more).
     """
     cfg = config or Config()
     locations = discover([os.fspath(p) for p in paths])
-    return AuditResult(tuple(audit_locations(locations, cfg, progress, curves)), cfg)
+    return AuditResult(tuple(audit_locations(locations, cfg, progress, curves, jobs)), cfg)
 
 
 def audit_locations(
@@ -38,12 +46,65 @@ def audit_locations(
     config: Config,
     progress: Progress | None = None,
     curves: bool = True,
+    jobs: int | None = None,
 ) -> Iterable[RunResult]:
-    """Yield the audit of each run location, in order."""
-    for done, location in enumerate(locations, start=1):
-        yield audit_location(location, config, curves)
+    """Yield the audit of each run location, in order, from `jobs` worker processes (see
+    `audit`)."""
+    workers = _workers(len(locations), jobs)
+    if workers > 1:
+        results = _in_workers(locations, config, curves, workers)
+    else:
+        results = (audit_location(location, config, curves) for location in locations)
+    for done, result in enumerate(results, start=1):
+        yield result
         if progress is not None:
             progress(done, len(locations))
+
+
+def _workers(runs: int, jobs: int | None) -> int:
+    if jobs is None:
+        wanted = os.environ.get(JOBS_VARIABLE, "").strip()
+        if wanted.isdigit():
+            jobs = int(wanted)
+        elif runs < PARALLEL_FROM_RUNS:
+            return 1
+    if jobs is None:
+        affinity = getattr(os, "sched_getaffinity", None)
+        jobs = len(affinity(0)) if affinity else (os.cpu_count() or 1)
+    return max(1, min(jobs, runs))
+
+
+def _in_workers(
+    locations: list[RunLocation], config: Config, curves: bool, workers: int
+) -> Iterator[RunResult]:
+    """Yield the audits of `locations`, in order, made by `workers` processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    # fork starts a worker in a millisecond with everything imported; elsewhere the default.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    # Several chunks per worker even out runs of different sizes; chunks keep the order.
+    size = max(1, math.ceil(len(locations) / (workers * 8)))
+    chunks = [locations[i : i + size] for i in range(0, len(locations), size)]
+    done = 0
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for chunk in pool.map(
+                _audit_chunk, chunks, [config] * len(chunks), [curves] * len(chunks)
+            ):
+                for result in chunk:
+                    done += 1
+                    yield result
+    except BrokenProcessPool:
+        # A worker died (killed, out of memory): audit what is left here, one run at a time.
+        for location in locations[done:]:
+            yield audit_location(location, config, curves)
+
+
+def _audit_chunk(locations: list[RunLocation], config: Config, curves: bool) -> list[RunResult]:
+    return [audit_location(location, config, curves) for location in locations]
 
 
 def audit_location(location: RunLocation, config: Config, curves: bool = True) -> RunResult:
