@@ -111,10 +111,8 @@ def pair_history(
     evals_by_key: dict[str, dict[int, Any]] = {}
     skipped_entries = 0
     bad_values: set[str] = set()
-    preference = False
-    # A history holds thousands of entries of a few shapes (the same keys): classify each shape
-    # once, keeping its eval-loss keys.
-    shapes: dict[tuple[str, ...], tuple[str, ...]] = {}
+    kept: list[dict[str, Any]] = []
+    kept_steps: list[int] = []
     for entry in log_history:
         if not isinstance(entry, dict):
             skipped_entries += 1
@@ -132,16 +130,16 @@ def pair_history(
                 bad_values.add("loss")
             else:
                 train[step] = loss  # a step logged twice (resumed run): the later entry wins
-        shape = tuple(entry)
-        eval_keys = shapes.get(shape)
-        if eval_keys is None:
-            kinds = [_key_kind(key) for key in shape]
-            eval_keys = shapes[shape] = tuple(
-                key for key, kind in zip(shape, kinds, strict=True) if kind == _EVAL_LOSS
-            )
-            preference = preference or _PREFERENCE_MARKER in kinds
-        for name in eval_keys:
-            evals_by_key.setdefault(name, {})[step] = entry[name]
+        kept.append(entry)
+        kept_steps.append(step)
+    # Thousands of entries share a dozen keys: classify each key once, then gather each eval
+    # loss in one pass.
+    kinds = {key: _key_kind(key) for key in set().union(*kept)}
+    preference = _PREFERENCE_MARKER in kinds.values()
+    for name in (key for key, kind in kinds.items() if kind == _EVAL_LOSS):
+        evals_by_key[name] = {
+            step: entry[name] for step, entry in zip(kept_steps, kept, strict=True) if name in entry
+        }
     if skipped_entries:
         warnings.append(
             f"{skipped_entries} log_history entr{'y' if skipped_entries == 1 else 'ies'} "
