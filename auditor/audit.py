@@ -206,9 +206,8 @@ def _trainer_metric(record: RunRecord, best: Pick | None) -> str | None:
     if step is None or state.best_metric is None:
         return None
     target = state.best_metric
-    for entry in state.log_history:
-        if not isinstance(entry, dict) or entry.get("step") != step:
-            continue
+    at_step = [e for e in state.log_history if isinstance(e, dict) and e.get("step") == step]
+    for entry in at_step:
         for key, value in entry.items():
             if key.startswith("eval_") and _close(value, target):
                 return key
