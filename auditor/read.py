@@ -214,11 +214,13 @@ def _newest_losses(history: list[Any]) -> tuple[list[tuple[int, str, Any]], bool
             break
         if not isinstance(entry, dict):
             continue
-        step = _int_or_none(entry.get("step"))
-        if step is None:
-            continue
+        step = entry.get("step")
+        if type(step) is not int:
+            step = _int_or_none(step)
+            if step is None:
+                continue
         for key, value in entry.items():
-            if key == "loss" or (key.startswith("eval_") and key.endswith("_loss")):
+            if key == "loss" or (key[:5] == "eval_" and key[-5:] == "_loss"):
                 losses.append((step, key, value))
     return losses, len(losses) >= _LINEAGE_ENTRIES
 
