@@ -77,30 +77,35 @@ def _workers(runs: int, jobs: int | None) -> int:
 def _in_workers(
     locations: list[RunLocation], config: Config, curves: bool, workers: int
 ) -> Iterator[RunResult]:
-    """Yield the audits of `locations`, in order, made by `workers` processes."""
+    """Yield the audits of `locations`, in order: the first share made here, the rest by
+    `workers - 1` worker processes meanwhile."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
+    # This process would otherwise wait idle, and its own results need no copying back; it
+    # takes a little less than an equal share because it also unpacks and renders the rest.
+    own = len(locations) * 9 // (workers * 10)
+    rest = locations[own:]
     # fork starts a worker in a millisecond with everything imported; elsewhere the default.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     # Several chunks per worker even out runs of different sizes; chunks keep the order.
-    size = max(1, math.ceil(len(locations) / (workers * 8)))
-    chunks = [locations[i : i + size] for i in range(0, len(locations), size)]
-    done = 0
-    try:
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            for chunk in pool.map(
-                _audit_chunk, chunks, [config] * len(chunks), [curves] * len(chunks)
-            ):
-                for result in chunk:
-                    done += 1
-                    yield result
-    except BrokenProcessPool:
-        # A worker died (killed, out of memory): audit what is left here, one run at a time.
-        for location in locations[done:]:
+    size = max(1, math.ceil(len(rest) / ((workers - 1) * 4)))
+    chunks = [rest[i : i + size] for i in range(0, len(rest), size)]
+    with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
+        shared = pool.map(_audit_chunk, chunks, [config] * len(chunks), [curves] * len(chunks))
+        for location in locations[:own]:
             yield audit_location(location, config, curves)
+        done = 0
+        try:
+            for chunk in shared:
+                done += len(chunk)
+                yield from chunk
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): audit what is left here, one by one.
+            for location in rest[done:]:
+                yield audit_location(location, config, curves)
 
 
 def _audit_chunk(locations: list[RunLocation], config: Config, curves: bool) -> list[RunResult]:
