@@ -6,17 +6,19 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import __version__
-from .config import DEFAULT_CONFIG_NAME, Config, load_config, to_yaml
+from .choices import DEFAULT_CONFIG_NAME, SORT_KEYS
 from .errors import AuditorError, UsageError
 from .render import RENDERERS, render
-from .results import AuditResult, RunResult
-from .sweep import SORT_KEYS, order_runs
+
+# The audit itself is imported by the commands that run it: `--help` stays as quick as click.
+if TYPE_CHECKING:
+    from .config import Config
+    from .results import AuditResult, RunResult
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -30,6 +32,8 @@ def _fail(message: str) -> NoReturn:
 
 
 def _load_config(path: str | None, eval_key: str | None) -> Config:
+    from .config import Config, load_config
+
     if path is None and os.path.isfile(DEFAULT_CONFIG_NAME):
         path = DEFAULT_CONFIG_NAME
     config = load_config(path) if path is not None else Config()
@@ -146,6 +150,8 @@ def _emit(
     shown: tuple[RunResult, ...] | None = None,
 ) -> None:
     """Write the report (of the `shown` runs, all by default), then warnings and a summary."""
+    from dataclasses import replace
+
     from .render.text import safe
     from .report_file import write_atomic
 
@@ -260,6 +266,8 @@ def scan(
     config = _load_config(config_path, eval_key)
     # Only the HTML report draws loss curves; a sweep's curves would dominate its memory.
     result = _audit(paths, config, quiet, curves=fmt == "html")
+    from .sweep import order_runs
+
     shown = order_runs(result.runs, sort, top) if sort or top else None
     _emit(result, fmt, "checkpoints" if per_checkpoint else "runs", output, quiet, shown)
 
@@ -447,4 +455,6 @@ def config_command(config_path: str | None) -> None:
     Example:
       ckpt-audit config > .ckpt-audit.yaml
     """
+    from .config import to_yaml
+
     click.echo(to_yaml(_load_config(config_path, None)), nl=False)

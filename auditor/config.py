@@ -12,9 +12,6 @@ from typing import Any
 
 from .errors import ConfigError
 
-#: The file picked up from the working directory when no --config is given.
-DEFAULT_CONFIG_NAME = ".ckpt-audit.yaml"
-
 TRAIN_LOSS_PAIRINGS = ("last", "mean")
 #: Findings that can fail `check`: a flagged run, a run with no candidate, a disagreement.
 FAIL_ON_CHOICES = ("overfit", "no_candidates", "differs")

@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .choices import SORT_KEYS
 from .results import CheckpointResult, RunResult, finite_or_none
 
 #: Run orders for `scan --sort`: best first for score and eval_loss, widest gap first, and
 #: findings first for verdict.
-SORT_KEYS = ("run", "verdict", "score", "eval_loss", "gap")
 _VERDICT_ORDER = {"overfit": 0, "error": 1, "differs": 2, "no_candidates": 3, "agree": 4}
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..results import AuditResult
+if TYPE_CHECKING:
+    from ..results import AuditResult
 
 #: A renderer turns a result into the text of a report. `view` is "runs" (one row per run,
 #: for scan and check) or "checkpoints" (one row per evaluated step, for show).
-Renderer = Callable[[AuditResult, str], str]
+Renderer = Callable[["AuditResult", str], str]
 
 
 def _on_first_use(module: str, **options: Any) -> Renderer:

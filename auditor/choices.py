@@ -1,0 +1,7 @@
+"""The names the command line offers (config file, sort keys), light enough for `--help`."""
+
+#: The config file picked up from the working directory when no --config is given.
+DEFAULT_CONFIG_NAME = ".ckpt-audit.yaml"
+
+#: How `scan --sort` can order runs.
+SORT_KEYS = ("run", "verdict", "score", "eval_loss", "gap")
