@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from .config import Config
-from .pair import Evaluation, History, pair_history
+from .pair import Digest, Evaluation, History, pair_digest
 from .read import RunRecord
 from .results import CheckpointResult, DeployJudgement, Pick, RunResult
 from .score import gap_ratio, is_finite, overfit_ratio, perplexity, score
@@ -35,7 +35,8 @@ def is_overfit_pick(chosen: CheckpointResult, better: CheckpointResult, config: 
 def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResult:
     """Return the audit of one run read from disk; with `curves` False, without the train
     loss curve (thousands of points per run: a sweep's report does not need them)."""
-    history = pair_history(record.state.log_history, config.eval_key, config.train_loss)
+    digest = record.digest
+    history = pair_digest(digest, config.eval_key, config.train_loss)
     warnings = list(record.warnings) + list(history.warnings)
     rows = _rows(record, history, config)
     candidates = [r for r in rows if r.candidate]
@@ -47,7 +48,7 @@ def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResu
     trainer_best, trainer_warning = _trainer_best(record)
     if trainer_warning:
         warnings.append(trainer_warning)
-    trainer_metric = _trainer_metric(record, trainer_best)
+    trainer_metric = _trainer_metric(record, digest, trainer_best)
     if trainer_metric and history.eval_key and trainer_metric != history.eval_key:
         warnings.append(
             f"the Trainer chose its best checkpoint on {trainer_metric}, not on "
@@ -199,15 +200,16 @@ def _trainer_best(record: RunRecord) -> tuple[Pick | None, str | None]:
     )
 
 
-def _trainer_metric(record: RunRecord, best: Pick | None) -> str | None:
+def _trainer_metric(record: RunRecord, digest: Digest, best: Pick | None) -> str | None:
     """Return the eval key whose value at the Trainer's best step equals its best_metric."""
     state = record.state
     step = best.step if best is not None else state.best_global_step
     if step is None or state.best_metric is None:
         return None
     target = state.best_metric
-    at_step = [e for e in state.log_history if isinstance(e, dict) and e.get("step") == step]
-    for entry in at_step:
+    for at, entry in digest.eval_entries:
+        if at != step:
+            continue
         for key, value in entry.items():
             if key.startswith("eval_") and _close(value, target):
                 return key

@@ -97,6 +97,96 @@ def choose_eval_key(keys: Iterable[str], wanted: str | None) -> tuple[str | None
     )
 
 
+#: The keys of a Trainer's training log: entries made only of these carry no evaluation.
+_TRAIN_LOG_KEYS = ("loss", "grad_norm", "learning_rate", "epoch", "step", "total_flos")
+
+
+@dataclass(frozen=True, eq=False)
+class Digest:
+    """One pass over a log_history: everything pairing, the lineage check and the Trainer's
+    metric need, so the history's thousands of entries are walked once."""
+
+    #: step -> train loss (numbers only), later entries winning.
+    train: dict[int, float]
+    #: step -> a train "loss" that is no number (a string, null...), when no later number came.
+    bad_train: dict[int, Any]
+    #: eval-loss key -> step -> its value as logged, later entries winning.
+    evals: dict[str, dict[int, Any]]
+    #: (step, entry) of every entry with an `eval_*` key, in log order.
+    eval_entries: tuple[tuple[int, dict[str, Any]], ...]
+    #: Every key the history holds.
+    keys: frozenset[str]
+    skipped_entries: int
+    bad_train_values: bool
+
+    def loss_at(self, step: int, key: str) -> tuple[bool, Any]:
+        """Return (found, value) of loss `key` ("loss" or an eval loss) at `step`."""
+        if key == "loss" and step in self.bad_train:
+            return True, self.bad_train[step]
+        table = self.train if key == "loss" else self.evals.get(key, {})
+        return (True, table[step]) if step in table else (False, None)
+
+
+def digest_history(log_history: Sequence[Any]) -> Digest:
+    """Return the Digest of a log_history; malformed entries are counted, never raised."""
+    train: dict[int, float] = {}
+    bad: dict[int, Any] = {}
+    evals: dict[str, dict[int, Any]] = {}
+    eval_entries: list[tuple[int, dict[str, Any]]] = []
+    # Keys seen that are not evaluation keys: most entries are training logs made only of
+    # these, and a set comparison in C skips them without looking at each key.
+    plain = set(_TRAIN_LOG_KEYS)
+    eval_seen: set[str] = set()
+    skipped = 0
+    bad_train = False
+    for entry in log_history:
+        if not isinstance(entry, dict):
+            skipped += 1
+            continue
+        step = entry.get("step")
+        if type(step) is not int:
+            step = _step_of(entry)
+            if step is None:
+                skipped += 1
+                continue
+        if "loss" in entry:
+            raw = entry["loss"]
+            loss = raw if type(raw) is float else _number(raw)
+            if loss is None:
+                bad_train = True
+                bad[step] = raw
+            else:
+                train[step] = loss  # a step logged twice (resumed run): the later entry wins
+                if bad:
+                    bad.pop(step, None)
+        if entry.keys() <= plain:
+            continue
+        has_eval = False
+        for key in entry:
+            if key in plain:
+                continue
+            if type(key) is str and key[:5] == "eval_":
+                has_eval = True
+                if key not in eval_seen:
+                    eval_seen.add(key)
+            else:
+                plain.add(key)
+        if has_eval:
+            eval_entries.append((step, entry))
+            for key, value in entry.items():
+                if _key_kind(key) == _EVAL_LOSS:
+                    evals.setdefault(key, {})[step] = value
+    return Digest(
+        train=train,
+        bad_train=bad,
+        evals=evals,
+        eval_entries=tuple(eval_entries),
+        keys=frozenset(plain | eval_seen),
+        skipped_entries=skipped,
+        bad_train_values=bad_train,
+    )
+
+
 def pair_history(
     log_history: Sequence[Any], eval_key: str | None = None, train_loss: str = "last"
 ) -> History:
@@ -106,40 +196,17 @@ def pair_history(
     "last" (the SPEC's pairing) or "mean" (mean train loss since the previous evaluation).
     Malformed entries are skipped and counted in the warnings.
     """
+    return pair_digest(digest_history(log_history), eval_key, train_loss)
+
+
+def pair_digest(digest: Digest, eval_key: str | None = None, train_loss: str = "last") -> History:
+    """Return the History of an already digested log_history (see `pair_history`)."""
     warnings: list[str] = []
-    train: dict[int, float] = {}
-    evals_by_key: dict[str, dict[int, Any]] = {}
-    skipped_entries = 0
-    bad_values: set[str] = set()
-    kept: list[dict[str, Any]] = []
-    kept_steps: list[int] = []
-    for entry in log_history:
-        if not isinstance(entry, dict):
-            skipped_entries += 1
-            continue
-        step = entry.get("step")
-        if type(step) is not int:
-            step = _step_of(entry)
-            if step is None:
-                skipped_entries += 1
-                continue
-        if "loss" in entry:
-            loss = entry["loss"]
-            loss = loss if type(loss) is float else _number(loss)
-            if loss is None:
-                bad_values.add("loss")
-            else:
-                train[step] = loss  # a step logged twice (resumed run): the later entry wins
-        kept.append(entry)
-        kept_steps.append(step)
-    # Thousands of entries share a dozen keys: classify each key once, then gather each eval
-    # loss in one pass.
-    kinds = {key: _key_kind(key) for key in set().union(*kept)}
-    preference = _PREFERENCE_MARKER in kinds.values()
-    for name in (key for key, kind in kinds.items() if kind == _EVAL_LOSS):
-        evals_by_key[name] = {
-            step: entry[name] for step, entry in zip(kept_steps, kept, strict=True) if name in entry
-        }
+    train = digest.train
+    evals_by_key = digest.evals
+    bad_values: set[str] = {"loss"} if digest.bad_train_values else set()
+    preference = any(_key_kind(key) == _PREFERENCE_MARKER for key in digest.keys)
+    skipped_entries = digest.skipped_entries
     if skipped_entries:
         warnings.append(
             f"{skipped_entries} log_history entr{'y' if skipped_entries == 1 else 'ies'} "

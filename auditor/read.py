@@ -14,6 +14,7 @@ from typing import Any
 from .discover import STATE_FILE, CheckpointDir, RunLocation
 from .errors import StateFileError
 from .fastjson import loads
+from .pair import Digest, digest_history
 from .skim import Skim, skim_state
 
 _LFS_POINTER = b"version https://git-lfs"
@@ -53,6 +54,13 @@ class RunRecord:
     checkpoints: tuple[DiskCheckpoint, ...]
     history_only: bool
     warnings: tuple[str, ...]
+    #: The newest history walked once; None until someone needs it (see `digest`).
+    history_digest: Digest | None = None
+
+    @property
+    def digest(self) -> Digest:
+        """Return the Digest of the newest history (computed here when read did not)."""
+        return self.history_digest or digest_history(self.state.log_history)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -183,25 +191,13 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _loss_index(history: list[Any], wanted: set[tuple[int, str]]) -> dict[tuple[int, str], Any]:
-    """Return {(step, key): value} of `history` for the `wanted` pairs it holds, later entries
-    winning."""
-    keys_at: dict[int, list[str]] = {}
-    for step, key in wanted:
-        keys_at.setdefault(step, []).append(key)
+def _loss_index(digest: Digest, wanted: set[tuple[int, str]]) -> dict[tuple[int, str], Any]:
+    """Return {(step, key): value} of the newest history for the `wanted` pairs it holds."""
     index: dict[tuple[int, str], Any] = {}
-    try:
-        # 5000.0 and True match 5000 and 1 here: _int_or_none below keeps the exact rule.
-        at_steps = [e for e in history if type(e) is dict and e.get("step") in keys_at]
-    except TypeError:  # an unhashable "step" (a list): rare enough to take the slow way
-        at_steps = [e for e in history if isinstance(e, dict)]
-    for entry in at_steps:
-        at = _int_or_none(entry.get("step"))
-        if at is None:
-            continue
-        for key in keys_at.get(at, ()):
-            if key in entry:
-                index[(at, key)] = entry[key]
+    for step, key in wanted:
+        found, value = digest.loss_at(step, key)
+        if found:
+            index[(step, key)] = value
     return index
 
 
@@ -307,7 +303,8 @@ def read_run(location: RunLocation) -> RunRecord:
             own = owns[path] = attempt(path)
             losses[path] = _newest_losses(own.log_history)[0] if own is not None else []
     wanted = {(step, key) for found in losses.values() for step, key, _ in found}
-    index = _loss_index(source.log_history, wanted)
+    digest = digest_history(source.log_history)
+    index = _loss_index(digest, wanted)
     disk: list[DiskCheckpoint] = []
     for folder in folders:
         assert folder.step is not None
@@ -329,7 +326,7 @@ def read_run(location: RunLocation) -> RunRecord:
                     folder, own, losses.get(path, []), failures.get(path), index, warnings
                 )
         disk.append(DiskCheckpoint(folder.name, folder.step, usable))
-    return RunRecord(location.run_dir, source, tuple(disk), False, tuple(warnings))
+    return RunRecord(location.run_dir, source, tuple(disk), False, tuple(warnings), digest)
 
 
 def _newest_state(
