@@ -136,11 +136,13 @@ def digest_history(log_history: Sequence[Any]) -> Digest:
     # Keys seen that are not evaluation keys: most entries are training logs made only of
     # these, and a set comparison in C skips them without looking at each key.
     plain = set(_TRAIN_LOG_KEYS)
+    only_plain_keys = plain.issuperset
     eval_seen: set[str] = set()
     skipped = 0
     bad_train = False
+    eval_loss_keys: dict[str, bool] = {}
     for entry in log_history:
-        if not isinstance(entry, dict):
+        if type(entry) is not dict and not isinstance(entry, dict):
             skipped += 1
             continue
         step = entry.get("step")
@@ -159,7 +161,7 @@ def digest_history(log_history: Sequence[Any]) -> Digest:
                 train[step] = loss  # a step logged twice (resumed run): the later entry wins
                 if bad:
                     bad.pop(step, None)
-        if entry.keys() <= plain:
+        if only_plain_keys(entry):
             continue
         has_eval = False
         for key in entry:
@@ -174,7 +176,10 @@ def digest_history(log_history: Sequence[Any]) -> Digest:
         if has_eval:
             eval_entries.append((step, entry))
             for key, value in entry.items():
-                if _key_kind(key) == _EVAL_LOSS:
+                is_loss = eval_loss_keys.get(key)
+                if is_loss is None:
+                    is_loss = eval_loss_keys[key] = _key_kind(key) == _EVAL_LOSS
+                if is_loss:
                     evals.setdefault(key, {})[step] = value
     return Digest(
         train=train,
