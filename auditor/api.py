@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 
@@ -74,38 +73,52 @@ def _workers(runs: int, jobs: int | None) -> int:
     return max(1, min(jobs, runs))
 
 
+#: Runs per chunk of work: small enough that the results in flight stay a few MB whatever
+#: the sweep's size, large enough that handing chunks to workers costs little.
+CHUNK_RUNS = 8
+
+
 def _in_workers(
     locations: list[RunLocation], config: Config, curves: bool, workers: int
 ) -> Iterator[RunResult]:
-    """Yield the audits of `locations`, in order: the first share made here, the rest by
-    `workers - 1` worker processes meanwhile."""
+    """Yield the audits of `locations`, in order: every `workers`-th chunk audited here, the
+    others by `workers - 1` worker processes meanwhile, never more than a few chunks ahead."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    # This process would otherwise wait idle, and its own results need no copying back; it
-    # takes a little less than an equal share because it also unpacks and renders the rest.
-    own = len(locations) * 9 // (workers * 10)
-    rest = locations[own:]
+    chunks = [locations[i : i + CHUNK_RUNS] for i in range(0, len(locations), CHUNK_RUNS)]
     # fork starts a worker in a millisecond with everything imported; elsewhere the default.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    # Several chunks per worker even out runs of different sizes; chunks keep the order.
-    size = max(1, math.ceil(len(rest) / ((workers - 1) * 4)))
-    chunks = [rest[i : i + size] for i in range(0, len(rest), size)]
+    ahead = 2 * (workers - 1)
     with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
-        shared = pool.map(_audit_chunk, chunks, [config] * len(chunks), [curves] * len(chunks))
-        for location in locations[:own]:
-            yield audit_location(location, config, curves)
-        done = 0
-        try:
-            for chunk in shared:
-                done += len(chunk)
-                yield from chunk
-        except BrokenProcessPool:
-            # A worker died (killed, out of memory): audit what is left here, one by one.
-            for location in rest[done:]:
-                yield audit_location(location, config, curves)
+        pending: deque[tuple[int, Future[list[RunResult]]]] = deque()
+        queued = 0  # chunks looked at for handing out so far
+        broken = False
+        for index, chunk in enumerate(chunks):
+            # Keep the workers `ahead` chunks busy; this process takes every workers-th chunk.
+            while not broken and queued < len(chunks) and len(pending) < ahead:
+                if queued % workers:
+                    try:
+                        pending.append(
+                            (queued, pool.submit(_audit_chunk, chunks[queued], config, curves))
+                        )
+                    except BrokenProcessPool:
+                        broken = True
+                        break
+                queued += 1
+            if pending and pending[0][0] == index:
+                _, future = pending.popleft()
+                try:
+                    yield from future.result()
+                    continue
+                except BrokenProcessPool:
+                    # A worker died (killed, out of memory): audit the rest here.
+                    broken = True
+                    pending.clear()
+            yield from _audit_chunk(chunk, config, curves)
 
 
 def _audit_chunk(locations: list[RunLocation], config: Config, curves: bool) -> list[RunResult]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -117,28 +117,67 @@ def _use_color(fmt: str, output: str | None) -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
+def _progress(quiet: bool) -> Callable[[int, int], None] | None:
+    """Return a progress callback drawing on stderr, or None when it must stay silent."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    started, shown = time.monotonic(), False
+
+    def progress(done: int, total: int) -> None:
+        nonlocal shown
+        # Only a scan that takes a moment earns a progress line.
+        if shown or time.monotonic() - started >= 0.5:
+            shown = True
+            end = "\n" if done == total else ""
+            click.echo(f"\rauditing runs: {done}/{total}{end}", err=True, nl=False)
+
+    return progress
+
+
+def _no_run_found(paths: tuple[str, ...]) -> UsageError:
+    return UsageError(
+        f"no Trainer run found below {', '.join(paths)} (looked for checkpoint-<step>/ "
+        "folders and trainer_state.json files)"
+    )
+
+
 def _audit(paths: tuple[str, ...], config: Config, quiet: bool, curves: bool = True) -> AuditResult:
     from .api import audit
 
-    progress = None
-    if not quiet and sys.stderr.isatty():
-        started, shown = time.monotonic(), False
-
-        def progress(done: int, total: int) -> None:
-            nonlocal shown
-            # Only a scan that takes a moment earns a progress line.
-            if shown or time.monotonic() - started >= 0.5:
-                shown = True
-                end = "\n" if done == total else ""
-                click.echo(f"\rauditing runs: {done}/{total}{end}", err=True, nl=False)
-
-    result = audit(*paths, config=config, progress=progress, curves=curves)
+    result = audit(*paths, config=config, progress=_progress(quiet), curves=curves)
     if not result.runs:
-        raise UsageError(
-            f"no Trainer run found below {', '.join(paths)} (looked for checkpoint-<step>/ "
-            "folders and trainer_state.json files)"
-        )
+        raise _no_run_found(paths)
     return result
+
+
+def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: str | None) -> None:
+    """Audit `paths` and write the JSON report run by run: memory stays flat with the sweep."""
+    from dataclasses import replace
+
+    from .api import audit_locations
+    from .discover import discover
+    from .render.json_report import write_report
+    from .report_file import write_atomic_from
+    from .results import AuditResult
+
+    locations = discover(list(paths))
+    if not locations:
+        raise _no_run_found(paths)
+    # What stays of a run once it is written: enough for the warnings and the summary.
+    kept: list[RunResult] = []
+
+    def runs() -> Iterator[RunResult]:
+        for run in audit_locations(locations, config, _progress(quiet), curves=False):
+            kept.append(replace(run, checkpoints=(), train_losses=()))
+            yield run
+
+    if output:
+        write_atomic_from(
+            output, lambda write: write_report(runs(), config, lambda t: write(t.encode()))
+        )
+    else:
+        write_report(runs(), config, lambda text: click.echo(text, nl=False))
+    _messages(AuditResult(tuple(kept), config), output, quiet)
 
 
 def _emit(
@@ -152,7 +191,6 @@ def _emit(
     """Write the report (of the `shown` runs, all by default), then warnings and a summary."""
     from dataclasses import replace
 
-    from .render.text import safe
     from .report_file import write_atomic
 
     report = result if shown is None else replace(result, runs=shown)
@@ -162,6 +200,13 @@ def _emit(
         write_atomic(output, text)
     else:
         click.echo(text, nl=False, color=color)
+    _messages(result, output, quiet)
+
+
+def _messages(result: AuditResult, output: str | None, quiet: bool) -> None:
+    """Print each run's warnings and errors, then the one-line summary, on stderr."""
+    from .render.text import safe
+
     for run in result.runs:
         for warning in () if quiet else run.warnings:
             click.echo(f"warning: {safe(run.run_dir)}: {safe(warning)}", err=True)
@@ -264,6 +309,9 @@ def scan(
       ckpt-audit scan outputs/ --sort score --top 5
     """
     config = _load_config(config_path, eval_key)
+    if fmt == "json" and not (sort or top):
+        _stream_json(paths, config, quiet, output)
+        return
     # Only the HTML report draws loss curves; a sweep's curves would dominate its memory.
     result = _audit(paths, config, quiet, curves=fmt == "html")
     from .sweep import order_runs

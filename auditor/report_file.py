@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 
 from .errors import ReportWriteError
 
@@ -15,6 +16,15 @@ def write_atomic(path: str, text: str | bytes) -> None:
     A reader sees the old file or the complete new one, never a partial report.
     Raises ReportWriteError naming the path when it cannot be written.
     """
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    write_atomic_from(path, lambda write: write(data))
+
+
+def write_atomic_from(path: str, fill: Callable[[Callable[[bytes], object]], object]) -> None:
+    """Write what `fill(write)` writes to `path`, whole or not at all (see `write_atomic`).
+
+    A report streamed piece by piece this way never has to be held in memory whole.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     try:
         descriptor, temporary = tempfile.mkstemp(
@@ -23,9 +33,8 @@ def write_atomic(path: str, text: str | bytes) -> None:
     except OSError as exc:
         raise ReportWriteError(f"cannot write {path}: {exc.strerror}") from exc
     try:
-        data = text.encode("utf-8") if isinstance(text, str) else text
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
+            fill(handle.write)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, 0o644)

@@ -62,23 +62,42 @@ def sweep_best(runs: Iterable[RunResult]) -> SweepBest | None:
     the run listed first, then the earlier step. Scores of runs audited on different eval keys
     are compared as they are.
     """
-    pool: list[tuple[int, RunResult, CheckpointResult]] = []
-    for index, run in enumerate(runs):
+    tracker = SweepBestTracker()
+    for run in runs:
+        tracker.add(run)
+    return tracker.best()
+
+
+class SweepBestTracker:
+    """The sweep's best checkpoints so far, fed one run at a time (a streamed report keeps
+    no run once it is written)."""
+
+    def __init__(self) -> None:
+        self._runs = 0
+        self._by_score: tuple[tuple[float, int, int], SweepPick] | None = None
+        self._by_eval: tuple[tuple[float, int, int], SweepPick] | None = None
+
+    def add(self, run: RunResult) -> None:
+        """Take the next run's candidates into account."""
+        index = self._runs
+        self._runs += 1
         for row in run.checkpoints:
-            if row.candidate and row.score is not None and row.score.scorable:
-                pool.append((index, run, row))
-    if not pool:
-        return None
+            if not (row.candidate and row.score is not None and row.score.scorable):
+                continue
+            assert row.eval_loss is not None
+            pick = SweepPick(run.run_dir, row.checkpoint, row.step, row.eval_loss, row.score.total)
+            by_score = (row.score.total, index, row.step)
+            if self._by_score is None or by_score < self._by_score[0]:
+                self._by_score = (by_score, pick)
+            by_eval = (row.eval_loss, index, row.step)
+            if self._by_eval is None or by_eval < self._by_eval[0]:
+                self._by_eval = (by_eval, pick)
 
-    def best(key: Callable[[CheckpointResult], float]) -> SweepPick:
-        _, run, row = min(pool, key=lambda item: (key(item[2]), item[0], item[2].step))
-        assert row.eval_loss is not None and row.score is not None
-        return SweepPick(run.run_dir, row.checkpoint, row.step, row.eval_loss, row.score.total)
-
-    return SweepBest(
-        by_score=best(lambda row: row.score.total if row.score else math.inf),
-        by_eval_loss=best(lambda row: row.eval_loss if row.eval_loss is not None else math.inf),
-    )
+    def best(self) -> SweepBest | None:
+        """Return the best checkpoints of the runs added, or None when none can be picked."""
+        if self._by_score is None or self._by_eval is None:
+            return None
+        return SweepBest(by_score=self._by_score[1], by_eval_loss=self._by_eval[1])
 
 
 def order_runs(

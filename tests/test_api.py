@@ -22,3 +22,35 @@ def test_without_curves_runs_carry_no_train_losses_and_the_same_picks():
     assert all(run.train_losses for run in with_curves.runs)
     assert all(run.train_losses == () for run in without.runs)
     assert [r.to_dict() for r in without.runs] == [r.to_dict() for r in with_curves.runs]
+
+
+def test_workers_hold_only_a_few_chunks_ahead(monkeypatch, tmp_path):
+    """However large the sweep, the results waiting to be consumed stay a few chunks."""
+    import shutil
+    from concurrent.futures import ProcessPoolExecutor
+
+    from auditor import api
+    from auditor.config import Config
+    from auditor.discover import discover
+
+    for index in range(40):
+        shutil.copytree(FIXTURES / "sweep" / f"run-000{index % 6}", tmp_path / f"run-{index:03d}")
+    locations = discover([str(tmp_path)])
+    monkeypatch.setattr(api, "CHUNK_RUNS", 2)
+    submitted, consumed, most_ahead = 0, 0, 0
+    real_submit = ProcessPoolExecutor.submit
+
+    def submit(self, fn, chunk, *args):
+        nonlocal submitted, most_ahead
+        submitted += len(chunk)
+        most_ahead = max(most_ahead, submitted - consumed)
+        return real_submit(self, fn, chunk, *args)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", submit)
+    order = []
+    for run in api.audit_locations(locations, Config(), jobs=2):
+        consumed += 1
+        order.append(run.run_dir)
+    assert order == [location.run_dir for location in locations]
+    assert submitted == 20  # every other chunk of two went to the worker
+    assert most_ahead <= 3 * 2

@@ -172,3 +172,22 @@ def test_every_option_is_in_the_readme():
         for param in command.params:
             if isinstance(param, click.Option) and "--help" not in param.opts:
                 assert any(opt in README for opt in param.opts), (command.name, param.opts)
+
+
+def test_streamed_json_report_is_the_library_report(tmp_path):
+    import auditor
+    from auditor.render import render
+
+    expected = render(auditor.audit(str(FIXTURES)), "json")
+    result = invoke("scan", str(FIXTURES), "--format", "json")
+    assert result.exit_code == 0
+    assert result.stdout == expected
+    target = tmp_path / "audit.json"
+    assert invoke("scan", str(FIXTURES), "--format", "json", "-o", str(target)).exit_code == 0
+    assert target.read_text() == expected
+    sorted_runs = json.loads(
+        invoke("scan", str(FIXTURES), "--format", "json", "--sort", "score").stdout
+    )["runs"]
+    assert sorted(r["run_dir"] for r in sorted_runs) == sorted(
+        r["run_dir"] for r in json.loads(expected)["runs"]
+    )
