@@ -42,15 +42,19 @@ class History:
     warnings: tuple[str, ...]
 
 
-def _step_of(entry: dict[str, Any]) -> int | None:
-    step = entry.get("step")
-    if isinstance(step, bool):
+def whole_number(value: Any) -> int | None:
+    """Return `value` as an int when it is a whole number (10 or 10.0; not True), else None."""
+    if isinstance(value, bool):
         return None
-    if isinstance(step, int):
-        return step
-    if isinstance(step, float) and step.is_integer():
-        return int(step)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return None
+
+
+def _step_of(entry: dict[str, Any]) -> int | None:
+    return whole_number(entry.get("step"))
 
 
 def _number(value: Any) -> float | None:

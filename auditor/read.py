@@ -15,6 +15,7 @@ from .discover import STATE_FILE, CheckpointDir, RunLocation
 from .errors import StateFileError
 from .fastjson import loads
 from .pair import Digest, digest_history
+from .pair import whole_number as _int_or_none
 from .skim import Skim, skim_state
 
 _LFS_POINTER = b"version https://git-lfs"
@@ -61,16 +62,6 @@ class RunRecord:
     def digest(self) -> Digest:
         """Return the Digest of the newest history (computed here when read did not)."""
         return self.history_digest or digest_history(self.state.log_history)
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
 
 
 def _parse_int(digits: str) -> int | float:
