@@ -191,3 +191,13 @@ def test_streamed_json_report_is_the_library_report(tmp_path):
     assert sorted(r["run_dir"] for r in sorted_runs) == sorted(
         r["run_dir"] for r in json.loads(expected)["runs"]
     )
+
+
+def test_table_names_the_settings_that_differ_from_the_defaults(tmp_path):
+    config = tmp_path / "strict.yaml"
+    config.write_text("min_gap_delta: 0.2\nweights:\n  gap: 0.5\n")
+    default = invoke("scan", str(FIXTURES / "sweep"), "-q")
+    assert "config:" not in default.stdout
+    strict = invoke("scan", str(FIXTURES / "sweep"), "-q", "--config", str(config))
+    last = strict.stdout.splitlines()[-1]
+    assert last == "config: weights.gap 0.5; min_gap_delta 0.2 (the rest as default)"

@@ -289,3 +289,9 @@ def test_a_long_history_makes_a_small_chart(tmp_path):
     svg = chart_svg(run, "long")
     assert len(svg) < 80_000, len(svg)
     assert "eval-only pick: step " in svg
+
+
+def test_report_records_the_config_it_was_made_with(fixtures_report):
+    text = fixtures_report[0]
+    assert "Config this report was made with" in text
+    assert "min_gap_delta: 0.1" in text and "train_loss: last" in text

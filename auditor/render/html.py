@@ -7,6 +7,7 @@ import os
 from html import escape
 
 from .. import __version__
+from ..config import to_yaml
 from ..results import AuditResult, CheckpointResult, Pick, RunResult
 from .text import marks, number, safe
 
@@ -308,6 +309,8 @@ def _footer(result: AuditResult) -> str:
         "loss). A run is flagged when the eval-only pick overfits (max(0, eval - train) / eval) "
         f"by at least {result.config.min_gap_delta:g} more than the scorer's pick. Shaded "
         "on the charts: where eval loss keeps rising while train loss falls.</p>"
+        "<details><summary>Config this report was made with</summary>"
+        f"<pre>{escape(to_yaml(result.config, comments=False))}</pre></details>"
         f"<p>Made by ckpt-audit {escape(__version__)}.</p></footer>"
     )
 

@@ -59,4 +59,3 @@ def _frame(
     text = dumps_indented(data)
     at = text.index(_RUNS_SLOT) + len(_RUNS_SLOT) - 1
     return text[:at], text[at:]
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..results import AuditResult, RunResult
-from .text import number, pick_label, pick_with_gap, safe, score_cells, verdict_label
+from .text import config_note, number, pick_label, pick_with_gap, safe, score_cells, verdict_label
 
 RUN_HEADERS = ("run", "ckpts", "evals", "eval-only pick", "scorer pick", "trainer best", "verdict")
 CHECKPOINT_HEADERS = (
@@ -41,6 +41,9 @@ def render(result: AuditResult, view: str = "runs", color: bool = False) -> str:
         )
     if result.sweep_best is not None and len(result.runs) > 1:
         text += "\n\n" + sweep_line(result)
+    note = config_note(result.config)
+    if note:
+        text += "\n" + note
     return text + "\n"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+from ..config import Config
 from ..results import CheckpointResult, Pick, RunResult
 
 # Folder names and file content come from anyone: never let them move the cursor or recolour
@@ -72,3 +73,23 @@ def score_cells(run: RunResult, row: CheckpointResult) -> list[str]:
         number(s.total if s else None),
         marks(run, row),
     ]
+
+
+def config_note(config: Config) -> str | None:
+    """Return "config: key value, ..." naming the settings that differ from the defaults, or
+    None when the report was made with the defaults."""
+    default = Config().to_dict()
+    changed = []
+    for key, value in config.to_dict().items():
+        if key == "weights":
+            changed += [
+                f"weights.{name} {weight:g}"
+                for name, weight in value.items()
+                if weight != default["weights"][name]
+            ]
+        elif value != default[key]:
+            shown = ", ".join(value) if isinstance(value, list) else value
+            changed.append(f"{key} {shown:g}" if isinstance(value, float) else f"{key} {shown}")
+    if not changed:
+        return None
+    return "config: " + "; ".join(safe(item) for item in changed) + " (the rest as default)"
