@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO, NoReturn
 
 from .audit import audit_run, error_result
 from .config import Config
@@ -50,7 +52,7 @@ def audit_locations(
     """Yield the audit of each run location, in order, from `jobs` worker processes (see
     `audit`)."""
     workers = _workers(len(locations), jobs)
-    if workers > 1:
+    if workers > 1 and _can_fork():
         results = _in_workers(locations, config, curves, workers)
     else:
         results = (audit_location(location, config, curves) for location in locations)
@@ -73,6 +75,14 @@ def _workers(runs: int, jobs: int | None) -> int:
     return max(1, min(jobs, runs))
 
 
+def _can_fork() -> bool:
+    """Return True where worker processes can be forked safely: os.fork exists (not on
+    Windows) and no other thread runs, since a lock another thread holds at the fork would stay
+    locked in the child for ever."""
+    threading = sys.modules.get("threading")
+    return hasattr(os, "fork") and (threading is None or threading.active_count() == 1)
+
+
 #: Runs per chunk of work: small enough that the results in flight stay a few MB whatever
 #: the sweep's size, large enough that handing chunks to workers costs little.
 CHUNK_RUNS = 8
@@ -81,44 +91,64 @@ CHUNK_RUNS = 8
 def _in_workers(
     locations: list[RunLocation], config: Config, curves: bool, workers: int
 ) -> Iterator[RunResult]:
-    """Yield the audits of `locations`, in order: every `workers`-th chunk audited here, the
-    others by `workers - 1` worker processes meanwhile, never more than a few chunks ahead."""
-    import multiprocessing
-    from collections import deque
-    from concurrent.futures import Future, ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    """Yield the audits of `locations`, in order: chunk i is audited by process i % workers,
+    this one being process 0 and the others forked children that send their results through a
+    pipe. A full pipe holds a child back, so no more than a few chunks wait, whatever the sweep.
+    """
+    import pickle
+    import signal
 
     chunks = [locations[i : i + CHUNK_RUNS] for i in range(0, len(locations), CHUNK_RUNS)]
-    # fork starts a worker in a millisecond with everything imported; elsewhere the default.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    ahead = 2 * (workers - 1)
-    with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
-        pending: deque[tuple[int, Future[list[RunResult]]]] = deque()
-        queued = 0  # chunks looked at for handing out so far
-        broken = False
+    readers: list[BinaryIO | None] = []
+    children: list[int] = []
+    try:
+        for worker in range(1, workers):
+            read_end, write_end = os.pipe()
+            child = os.fork()
+            if child == 0:  # pragma: no cover - runs in the child, which leaves by os._exit
+                os.close(read_end)
+                for reader in readers:
+                    assert reader is not None
+                    reader.close()
+                _serve(chunks[worker::workers], config, curves, write_end)
+            os.close(write_end)
+            children.append(child)
+            readers.append(os.fdopen(read_end, "rb"))
         for index, chunk in enumerate(chunks):
-            # Keep the workers `ahead` chunks busy; this process takes every workers-th chunk.
-            while not broken and queued < len(chunks) and len(pending) < ahead:
-                if queued % workers:
-                    try:
-                        pending.append(
-                            (queued, pool.submit(_audit_chunk, chunks[queued], config, curves))
-                        )
-                    except BrokenProcessPool:
-                        broken = True
-                        break
-                queued += 1
-            if pending and pending[0][0] == index:
-                _, future = pending.popleft()
+            reader = readers[index % workers - 1] if index % workers else None
+            done: list[RunResult] | None = None
+            if reader is not None:
                 try:
-                    yield from future.result()
-                    continue
-                except BrokenProcessPool:
-                    # A worker died (killed, out of memory): audit the rest here.
-                    broken = True
-                    pending.clear()
-            yield from _audit_chunk(chunk, config, curves)
+                    done = pickle.load(reader)
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    # The child died (killed, out of memory): its chunks are audited here.
+                    readers[index % workers - 1] = None
+            yield from done if done is not None else _audit_chunk(chunk, config, curves)
+    finally:
+        for reader in readers:
+            if reader is not None:
+                reader.close()
+        for child in children:
+            os.kill(child, signal.SIGKILL)  # done already, or its results are no longer wanted
+            os.waitpid(child, 0)
+
+
+def _serve(
+    chunks: list[list[RunLocation]], config: Config, curves: bool, pipe: int
+) -> NoReturn:  # pragma: no cover - runs in a forked child
+    """Audit `chunks` in order, sending each one's results through `pipe`, then exit."""
+    import pickle
+
+    status = 1
+    try:
+        with os.fdopen(pipe, "wb") as out:
+            for chunk in chunks:
+                pickle.dump(_audit_chunk(chunk, config, curves), out, pickle.HIGHEST_PROTOCOL)
+                out.flush()
+        status = 0
+    finally:
+        # Never return into the parent's code, nor flush its inherited output buffers.
+        os._exit(status)
 
 
 def _audit_chunk(locations: list[RunLocation], config: Config, curves: bool) -> list[RunResult]:

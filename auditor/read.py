@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import stat
 from collections.abc import Callable
@@ -176,20 +175,9 @@ def load_state(path: str) -> TrainerState:
     return parse_state(_read_bytes(path), path)
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return bool(a == b)
-
-
-def _loss_index(digest: Digest, wanted: set[tuple[int, str]]) -> dict[tuple[int, str], Any]:
-    """Return {(step, key): value} of the newest history for the `wanted` pairs it holds."""
-    index: dict[tuple[int, str], Any] = {}
-    for step, key in wanted:
-        found, value = digest.loss_at(step, key)
-        if found:
-            index[(step, key)] = value
-    return index
+#: Keys of a Trainer's training log that hold no loss to compare.
+_PLAIN_KEYS = frozenset({"loss", "grad_norm", "learning_rate", "epoch", "step", "total_flos"})
+_MISSING = object()
 
 
 def _newest_losses(history: list[Any]) -> tuple[list[tuple[int, str, Any]], bool]:
@@ -199,25 +187,33 @@ def _newest_losses(history: list[Any]) -> tuple[list[tuple[int, str, Any]], bool
     for entry in reversed(history):
         if len(losses) >= _LINEAGE_ENTRIES:
             break
-        if not isinstance(entry, dict):
+        if type(entry) is not dict:
             continue
         step = entry.get("step")
         if type(step) is not int:
             step = _int_or_none(step)
             if step is None:
                 continue
-        for key, value in entry.items():
-            if key == "loss" or (key[:5] == "eval_" and key[-5:] == "_loss"):
-                losses.append((step, key, value))
+        if "loss" in entry:
+            losses.append((step, "loss", entry["loss"]))
+        if not _PLAIN_KEYS.issuperset(entry):
+            for key, value in entry.items():
+                if key[:5] == "eval_" and key[-5:] == "_loss":
+                    losses.append((step, key, value))
     return losses, len(losses) >= _LINEAGE_ENTRIES
 
 
-def _lineage_conflict(
-    losses: list[tuple[int, str, Any]], index: dict[tuple[int, str], Any]
-) -> tuple[int, str] | None:
-    """Return the first (step, key) where a checkpoint's newest losses disagree, or None."""
+def _lineage_conflict(losses: list[tuple[int, str, Any]], digest: Digest) -> tuple[int, str] | None:
+    """Return the first (step, key) where a checkpoint's newest losses are not those of the
+    newest history (`digest`), or None when they all are."""
+    train, bad, evals = digest.train, digest.bad_train, digest.evals
     for step, key, value in losses:
-        if (step, key) not in index or not _same(index[(step, key)], value):
+        if key == "loss":
+            known = bad[step] if bad and step in bad else train.get(step, _MISSING)
+        else:
+            known = evals.get(key, {}).get(step, _MISSING)
+        # NaN is the only JSON value unequal to itself: two NaNs agree.
+        if known is _MISSING or (known != value and not (known != known and value != value)):
             return step, key
     return None
 
@@ -260,12 +256,18 @@ def read_run(location: RunLocation) -> RunRecord:
         state = attempt(path)
         return state.global_step if state is not None else None
 
-    def own_history(path: str) -> TrainerState | None:
+    def own_losses(path: str) -> tuple[int | None, list[tuple[int, str, Any]]] | None:
+        """Return the global_step and newest losses of an older checkpoint's file."""
         ends = skim(path)
-        if ends is None:
-            return attempt(path)
-        step = _int_or_none(ends.global_step)
-        return TrainerState(path, step, ends.newest_entries, None, None, None)
+        if ends is not None:
+            found, enough = _newest_losses(ends.newest_entries)
+            if enough:
+                return _int_or_none(ends.global_step), found
+            # The tail held too few losses to tell the trainings apart: read the whole file.
+        own = attempt(path)
+        if own is None:
+            return None
+        return own.global_step, _newest_losses(own.log_history)[0]
 
     folders = _resolve_steps(location.checkpoints, recorded_step, warnings)
     source = _newest_state(location.state_file, folders, attempt, skim, failures, warnings)
@@ -279,30 +281,14 @@ def read_run(location: RunLocation) -> RunRecord:
             location.run_dir, f"no readable trainer_state.json ({reasons or 'none found'})"
         )
 
-    owns: dict[str, TrainerState | None] = {}
-    losses: dict[str, list[tuple[int, str, Any]]] = {}
-    for folder in folders:
-        path = os.path.join(folder.path, STATE_FILE)
-        if path == source.path:
-            continue
-        own = owns[path] = own_history(path)
-        if own is None:
-            continue
-        losses[path], enough = _newest_losses(own.log_history)
-        if not enough and skims.get(path) is not None:
-            # The tail held too few losses to tell the trainings apart: read the whole file.
-            own = owns[path] = attempt(path)
-            losses[path] = _newest_losses(own.log_history)[0] if own is not None else []
-    wanted = {(step, key) for found in losses.values() for step, key, _ in found}
     digest = digest_history(source.log_history)
-    index = _loss_index(digest, wanted)
     disk: list[DiskCheckpoint] = []
     for folder in folders:
         assert folder.step is not None
         path = os.path.join(folder.path, STATE_FILE)
         usable = True
         if path != source.path:
-            own = owns[path]
+            own = own_losses(path)
             newer = source.global_step is not None and folder.step > source.global_step
             if own is None and newer:
                 # Training still running: the Trainer writes trainer_state.json last in a save.
@@ -313,9 +299,7 @@ def read_run(location: RunLocation) -> RunRecord:
                 )
                 usable = False
             else:
-                usable = _check_checkpoint(
-                    folder, own, losses.get(path, []), failures.get(path), index, warnings
-                )
+                usable = _check_checkpoint(folder, own, failures.get(path), digest, warnings)
         disk.append(DiskCheckpoint(folder.name, folder.step, usable))
     return RunRecord(location.run_dir, source, tuple(disk), False, tuple(warnings), digest)
 
@@ -388,13 +372,13 @@ def _resolve_steps(
 
 def _check_checkpoint(
     folder: CheckpointDir,
-    own: TrainerState | None,
-    newest_losses: list[tuple[int, str, Any]],
+    own: tuple[int | None, list[tuple[int, str, Any]]] | None,
     failure: str | None,
-    index: dict[tuple[int, str], Any],
+    digest: Digest,
     warnings: list[str],
 ) -> bool:
-    """Return True when `folder` can be a candidate; explain in `warnings` when it cannot."""
+    """Return True when `folder` can be a candidate; explain in `warnings` when it cannot.
+    `own` is the global_step and newest losses of its file, None when it cannot be read."""
     if own is None:
         if failure and "does not exist" in failure:
             warnings.append(
@@ -404,13 +388,14 @@ def _check_checkpoint(
         else:
             warnings.append(f"{folder.name}/{STATE_FILE} {failure}: not a candidate")
         return False
-    if own.global_step is not None and own.global_step != folder.step:
+    own_step, losses = own
+    if own_step is not None and own_step != folder.step:
         warnings.append(
-            f"{folder.name}/{STATE_FILE} says global_step {own.global_step}, not {folder.step}: "
+            f"{folder.name}/{STATE_FILE} says global_step {own_step}, not {folder.step}: "
             "the folder was renamed or copied; not a candidate"
         )
         return False
-    conflict = _lineage_conflict(newest_losses, index)
+    conflict = _lineage_conflict(losses, digest)
     if conflict is not None:
         step, key = conflict
         warnings.append(

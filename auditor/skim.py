@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .fastjson import loads
 
@@ -37,8 +36,7 @@ _FIELDS_AFTER_HISTORY = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Skim:
+class Skim(NamedTuple):
     """What a trainer_state.json's two ends say, without parsing the history between them."""
 
     #: The global_step value as written (None when the file has none).

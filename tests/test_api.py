@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import threading
+import time
+
+import pytest
+
 import auditor
 from conftest import FIXTURES
 
@@ -24,33 +31,97 @@ def test_without_curves_runs_carry_no_train_losses_and_the_same_picks():
     assert [r.to_dict() for r in without.runs] == [r.to_dict() for r in with_curves.runs]
 
 
-def test_workers_hold_only_a_few_chunks_ahead(monkeypatch, tmp_path):
-    """However large the sweep, the results waiting to be consumed stay a few chunks."""
+def _sweep_of(tmp_path, runs: int):
     import shutil
-    from concurrent.futures import ProcessPoolExecutor
 
-    from auditor import api
-    from auditor.config import Config
     from auditor.discover import discover
 
-    for index in range(40):
+    for index in range(runs):
         shutil.copytree(FIXTURES / "sweep" / f"run-000{index % 6}", tmp_path / f"run-{index:03d}")
-    locations = discover([str(tmp_path)])
-    monkeypatch.setattr(api, "CHUNK_RUNS", 2)
-    submitted, consumed, most_ahead = 0, 0, 0
-    real_submit = ProcessPoolExecutor.submit
+    return discover([str(tmp_path)])
 
-    def submit(self, fn, chunk, *args):
-        nonlocal submitted, most_ahead
-        submitted += len(chunk)
-        most_ahead = max(most_ahead, submitted - consumed)
-        return real_submit(self, fn, chunk, *args)
 
-    monkeypatch.setattr(ProcessPoolExecutor, "submit", submit)
-    order = []
-    for run in api.audit_locations(locations, Config(), jobs=2):
-        consumed += 1
-        order.append(run.run_dir)
+def _counting_chunks(monkeypatch, log):
+    """Make every process append a line to `log` per chunk it audits (children inherit it)."""
+    from auditor import api
+
+    real = api._audit_chunk
+
+    def audit_chunk(chunk, config, curves):
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return real(chunk, config, curves)
+
+    monkeypatch.setattr(api, "_audit_chunk", audit_chunk)
+
+
+def test_a_worker_stays_a_pipe_ahead_of_the_reader(monkeypatch, tmp_path):
+    """However large the sweep, a child audits only as far ahead as its pipe holds."""
+    from auditor import api
+    from auditor.config import Config
+
+    locations = _sweep_of(tmp_path / "sweep", 120)
+    monkeypatch.setattr(api, "CHUNK_RUNS", 1)
+    log = tmp_path / "chunks.log"
+    _counting_chunks(monkeypatch, log)
+    runs = api.audit_locations(locations, Config(), curves=True, jobs=2)
+    first = next(runs)
+    # Let the child run as far as it can while nobody reads.
+    before = -1
+    while before != (now := len(log.read_text().split())):
+        before = now
+        time.sleep(0.3)
+    by_child = sum(1 for pid in log.read_text().split() if int(pid) != os.getpid())
+    size = len(pickle.dumps([auditor.audit(locations[1].run_dir).runs[0]]))
+    assert size * 60 > 2 * 64 * 1024  # the child's 60 chunks would not fit in a pipe
+    assert 1 <= by_child < 60
+    order = [first.run_dir, *(run.run_dir for run in runs)]
     assert order == [location.run_dir for location in locations]
-    assert submitted == 20  # every other chunk of two went to the worker
-    assert most_ahead <= 3 * 2
+
+
+def test_runs_are_audited_here_when_a_worker_dies(monkeypatch, tmp_path):
+    from auditor import api
+    from auditor.config import Config
+
+    locations = _sweep_of(tmp_path / "sweep", 12)
+    monkeypatch.setattr(api, "CHUNK_RUNS", 2)
+    real = api._audit_chunk
+    parent = os.getpid()
+
+    def dying(chunk, config, curves):
+        if os.getpid() != parent:
+            os._exit(9)  # as the out-of-memory killer would
+        return real(chunk, config, curves)
+
+    monkeypatch.setattr(api, "_audit_chunk", dying)
+    shared = list(api.audit_locations(locations, Config(), jobs=3))
+    alone = list(api.audit_locations(locations, Config(), jobs=1))
+    assert [r.to_dict() for r in shared] == [r.to_dict() for r in alone]
+
+
+def test_stopping_early_leaves_no_worker_behind(tmp_path):
+    from auditor import api
+    from auditor.config import Config
+
+    locations = _sweep_of(tmp_path / "sweep", 40)
+    runs = api.audit_locations(locations, Config(), jobs=3)
+    next(runs)
+    runs.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every child was reaped
+
+
+def test_no_worker_is_forked_while_other_threads_run(monkeypatch, tmp_path):
+    from auditor import api
+    from auditor.config import Config
+
+    locations = _sweep_of(tmp_path / "sweep", 8)
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked beside a running thread"))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert len(list(api.audit_locations(locations, Config(), jobs=2))) == 8
+    finally:
+        stop.set()
+        other.join()
