@@ -36,7 +36,7 @@ def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResu
     """Return the audit of one run read from disk; with `curves` False, without the train
     loss curve (thousands of points per run: a sweep's report does not need them)."""
     digest = record.digest
-    history = pair_digest(digest, config.eval_key, config.train_loss)
+    history = pair_digest(digest, config.eval_key, config.train_loss, curves)
     warnings = list(record.warnings) + list(history.warnings)
     rows = _rows(record, history, config)
     candidates = [r for r in rows if r.candidate]
@@ -88,7 +88,7 @@ def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResu
         history_only=record.history_only,
         checkpoints=tuple(rows),
         warnings=tuple(warnings),
-        train_losses=history.train_losses if curves else (),
+        train_losses=history.train_losses,
     )
 
 

@@ -133,19 +133,49 @@ class Digest:
 
 def digest_history(log_history: Sequence[Any]) -> Digest:
     """Return the Digest of a log_history; malformed entries are counted, never raised."""
-    train: dict[int, float] = {}
+    plain = set(_TRAIN_LOG_KEYS)
+    common = _training_logs(log_history)
+    if common is None:
+        return _digest(log_history, {}, plain)
+    train, train_keys, others = common
+    return _digest(others, train, plain | train_keys)
+
+
+def _training_logs(
+    log_history: Sequence[Any],
+) -> tuple[dict[int, float], set[str], list[dict[str, Any]]] | None:
+    """Return (step -> train loss, the training logs' keys, the other entries) when every
+    entry is an object, every training log has a whole-number step and a float loss, and none
+    holds an evaluation; else None. The common case, done with a few passes in C."""
+    if set(map(type, log_history)) != {dict}:
+        return None
+    logs = [entry for entry in log_history if "loss" in entry]
+    try:
+        train = {entry["step"]: entry["loss"] for entry in logs}
+    except KeyError:
+        return None
+    if set(map(type, train)) != {int} or set(map(type, train.values())) != {float}:
+        return None
+    keys: set[str] = set().union(*logs)
+    if set(map(type, keys)) != {str} or any(key[:5] == "eval_" for key in keys):
+        return None
+    return train, keys, [entry for entry in log_history if "loss" not in entry]
+
+
+def _digest(entries: Iterable[Any], train: dict[int, float], plain: set[str]) -> Digest:
+    """Return the Digest of `entries` after the training losses `train` (step -> loss) and
+    with the non-evaluation keys `plain` already found."""
     bad: dict[int, Any] = {}
     evals: dict[str, dict[int, Any]] = {}
     eval_entries: list[tuple[int, dict[str, Any]]] = []
-    # Keys seen that are not evaluation keys: most entries are training logs made only of
-    # these, and a set comparison in C skips them without looking at each key.
-    plain = set(_TRAIN_LOG_KEYS)
+    # Most entries are training logs made only of `plain` keys, and a set comparison in C
+    # skips them without looking at each key.
     only_plain_keys = plain.issuperset
     eval_seen: set[str] = set()
     skipped = 0
     bad_train = False
     eval_loss_keys: dict[str, bool] = {}
-    for entry in log_history:
+    for entry in entries:
         if type(entry) is not dict and not isinstance(entry, dict):
             skipped += 1
             continue
@@ -208,8 +238,11 @@ def pair_history(
     return pair_digest(digest_history(log_history), eval_key, train_loss)
 
 
-def pair_digest(digest: Digest, eval_key: str | None = None, train_loss: str = "last") -> History:
-    """Return the History of an already digested log_history (see `pair_history`)."""
+def pair_digest(
+    digest: Digest, eval_key: str | None = None, train_loss: str = "last", curves: bool = True
+) -> History:
+    """Return the History of an already digested log_history (see `pair_history`); with
+    `curves` False, without its `train_losses`."""
     warnings: list[str] = []
     train = digest.train
     evals_by_key = digest.evals
@@ -225,7 +258,7 @@ def pair_digest(digest: Digest, eval_key: str | None = None, train_loss: str = "
     if key_warning:
         warnings.append(key_warning)
     train_steps = sorted(train)
-    train_values = [train[s] for s in train_steps]
+    train_values = list(map(train.__getitem__, train_steps))
     evaluations: list[Evaluation] = []
     if key is not None:
         raw = evals_by_key[key]
@@ -275,7 +308,7 @@ def pair_digest(digest: Digest, eval_key: str | None = None, train_loss: str = "
         evaluations=tuple(evaluations),
         eval_key=key,
         eval_keys=tuple(sorted(evals_by_key)),
-        train_losses=tuple(zip(train_steps, train_values, strict=True)),
+        train_losses=tuple(zip(train_steps, train_values, strict=True)) if curves else (),
         preference_loss=preference,
         warnings=tuple(warnings),
     )
