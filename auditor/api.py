@@ -91,18 +91,20 @@ CHUNK_RUNS = 8
 def _in_workers(
     locations: list[RunLocation], config: Config, curves: bool, workers: int
 ) -> Iterator[RunResult]:
-    """Yield the audits of `locations`, in order: chunk i is audited by process i % workers,
-    this one being process 0 and the others forked children that send their results through a
-    pipe. A full pipe holds a child back, so no more than a few chunks wait, whatever the sweep.
+    """Yield the audits of `locations`, in order, from `workers` processes: this one and
+    forked children that send their results through pipes. Chunk i goes to child i % workers,
+    and to this process when that is workers - 1; a full pipe holds a child back, so no more
+    than a few chunks wait, whatever the sweep's size.
     """
     import pickle
     import signal
 
     chunks = [locations[i : i + CHUNK_RUNS] for i in range(0, len(locations), CHUNK_RUNS)]
+    mine = workers - 1
     readers: list[BinaryIO | None] = []
     children: list[int] = []
     try:
-        for worker in range(1, workers):
+        for worker in range(mine):
             read_end, write_end = os.pipe()
             child = os.fork()
             if child == 0:  # pragma: no cover - runs in the child, which leaves by os._exit
@@ -114,15 +116,26 @@ def _in_workers(
             os.close(write_end)
             children.append(child)
             readers.append(os.fdopen(read_end, "rb"))
+        # This process also writes the report: it audits its next chunk before it waits for
+        # a child's, so it is not idle while the children are busy.
+        ahead: tuple[int, list[RunResult]] | None = None
         for index, chunk in enumerate(chunks):
-            reader = readers[index % workers - 1] if index % workers else None
+            worker = index % workers
             done: list[RunResult] | None = None
-            if reader is not None:
-                try:
-                    done = pickle.load(reader)
-                except (EOFError, OSError, pickle.UnpicklingError):
-                    # The child died (killed, out of memory): its chunks are audited here.
-                    readers[index % workers - 1] = None
+            if worker == mine:
+                if ahead is not None and ahead[0] == index:
+                    done, ahead = ahead[1], None
+            else:
+                following = index - worker + mine
+                if ahead is None and following < len(chunks):
+                    ahead = following, _audit_chunk(chunks[following], config, curves)
+                reader = readers[worker]
+                if reader is not None:
+                    try:
+                        done = pickle.load(reader)
+                    except (EOFError, OSError, pickle.UnpicklingError):
+                        # The child died (killed, out of memory): its chunks are audited here.
+                        readers[worker] = None
             yield from done if done is not None else _audit_chunk(chunk, config, curves)
     finally:
         for reader in readers:

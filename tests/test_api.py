@@ -13,9 +13,13 @@ import auditor
 from conftest import FIXTURES
 
 
-def test_worker_processes_give_the_same_audit_in_the_same_order():
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_worker_processes_give_the_same_audit_in_the_same_order(monkeypatch, jobs):
+    from auditor import api
+
+    monkeypatch.setattr(api, "CHUNK_RUNS", 2)  # 18 runs: 9 chunks, shared out unevenly
     alone = auditor.audit(str(FIXTURES), jobs=1)
-    shared = auditor.audit(str(FIXTURES), jobs=2)
+    shared = auditor.audit(str(FIXTURES), jobs=jobs)
     assert len(alone.runs) >= 17
     assert [r.run_dir for r in shared.runs] == [r.run_dir for r in alone.runs]
     assert [r.to_dict() for r in shared.runs] == [r.to_dict() for r in alone.runs]
