@@ -7,7 +7,7 @@ import json
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .discover import STATE_FILE, CheckpointDir, RunLocation
@@ -15,7 +15,7 @@ from .errors import StateFileError
 from .fastjson import loads
 from .pair import Digest, digest_history
 from .pair import whole_number as _int_or_none
-from .skim import Skim, skim_state
+from .skim import Ends, history_start, parse_entries, read_ends, same_as_newest
 
 _LFS_POINTER = b"version https://git-lfs"
 _FOLDER = "is a folder, not a file; remove it or put the real file there"
@@ -34,6 +34,8 @@ class TrainerState:
     best_model_checkpoint: str | None
     best_global_step: int | None
     best_metric: float | None
+    #: The file's bytes as read (empty when the state was not read from a whole file).
+    raw: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,7 @@ def parse_state(data: bytes, path: str) -> TrainerState:
         best_metric=float(best_metric)
         if isinstance(best_metric, (int, float)) and not isinstance(best_metric, bool)
         else None,
+        raw=data,
     )
 
 
@@ -228,7 +231,7 @@ def read_run(location: RunLocation) -> RunRecord:
 
     states: dict[str, TrainerState] = {}
     failures: dict[str, str] = {}
-    skims: dict[str, Skim | None] = {}
+    skims: dict[str, Ends | None] = {}
 
     def attempt(path: str) -> TrainerState | None:
         if path in states:
@@ -244,9 +247,9 @@ def read_run(location: RunLocation) -> RunRecord:
 
     # Parsing every checkpoint's file costs time quadratic in the checkpoints (each holds the
     # history so far): only the newest file is parsed whole; of the others, the ends are read.
-    def skim(path: str) -> Skim | None:
+    def skim(path: str) -> Ends | None:
         if path not in skims:
-            skims[path] = skim_state(path)
+            skims[path] = read_ends(path)
         return skims[path]
 
     def recorded_step(path: str) -> int | None:
@@ -256,13 +259,25 @@ def read_run(location: RunLocation) -> RunRecord:
         state = attempt(path)
         return state.global_step if state is not None else None
 
-    def own_losses(path: str) -> tuple[int | None, list[tuple[int, str, Any]]] | None:
-        """Return the global_step and newest losses of an older checkpoint's file."""
+    def own_losses(
+        path: str, newest: bytes, newest_history_at: int | None
+    ) -> tuple[int | None, list[tuple[int, str, Any]]] | None:
+        """Return the global_step of an older checkpoint's file and its newest losses to
+        compare with the newest history (none when its newest entries are that history's)."""
         ends = skim(path)
         if ends is not None:
-            found, enough = _newest_losses(ends.newest_entries)
-            if enough:
-                return _int_or_none(ends.global_step), found
+            step = _int_or_none(ends.global_step)
+            if (
+                newest_history_at is not None
+                and ends.newest_text.count(b'loss": ') >= _LINEAGE_ENTRIES
+                and same_as_newest(ends, newest, newest_history_at)
+            ):
+                return step, []
+            entries = parse_entries(ends)
+            if entries is not None:
+                found, enough = _newest_losses(entries)
+                if enough:
+                    return step, found
             # The tail held too few losses to tell the trainings apart: read the whole file.
         own = attempt(path)
         if own is None:
@@ -281,6 +296,9 @@ def read_run(location: RunLocation) -> RunRecord:
             location.run_dir, f"no readable trainer_state.json ({reasons or 'none found'})"
         )
 
+    # Written by the same Trainer, an older file's newest entries are mostly the very bytes
+    # of the newest file at the same place in log_history: then nothing needs parsing.
+    newest_history_at = history_start(source.raw)
     digest = digest_history(source.log_history)
     disk: list[DiskCheckpoint] = []
     for folder in folders:
@@ -288,7 +306,7 @@ def read_run(location: RunLocation) -> RunRecord:
         path = os.path.join(folder.path, STATE_FILE)
         usable = True
         if path != source.path:
-            own = own_losses(path)
+            own = own_losses(path, source.raw, newest_history_at)
             newer = source.global_step is not None and folder.step > source.global_step
             if own is None and newer:
                 # Training still running: the Trainer writes trainer_state.json last in a save.
@@ -308,7 +326,7 @@ def _newest_state(
     root_file: str | None,
     folders: list[CheckpointDir],
     attempt: Callable[[str], TrainerState | None],
-    skim: Callable[[str], Skim | None],
+    skim: Callable[[str], Ends | None],
     failures: dict[str, str],
     warnings: list[str],
 ) -> TrainerState | None:

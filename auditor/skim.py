@@ -18,6 +18,7 @@ _HISTORY_OPEN = b'\n  "log_history": ['
 _GLOBAL_STEP = b'\n  "global_step": '
 _HISTORY_CLOSE = b"\n  ],\n"
 _ENTRY_OPEN = b"\n    {\n"
+_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
 # The TrainerState fields that sort after log_history, in every transformers release so far.
 # An unknown one could be a list whose end looks like log_history's, so it means a full parse.
 _FIELDS_AFTER_HISTORY = frozenset(
@@ -45,6 +46,20 @@ class Skim(NamedTuple):
     newest_entries: list[Any]
 
 
+class Ends(NamedTuple):
+    """The two ends of a trainer_state.json, checked to be laid out as the Trainer writes it;
+    its newest log entries are kept as text until someone needs them parsed."""
+
+    #: The global_step value as written (None when the file has none).
+    global_step: Any
+    #: Where the first log_history entry's line starts in the file.
+    history_at: int
+    #: The newest whole log_history entries as written, up to the line closing the last one.
+    newest_text: bytes
+    #: Where `newest_text` starts in the file.
+    newest_at: int
+
+
 def skim_state(path: str, entries: int = 6) -> Skim | None:
     """Return the global_step and up to `entries` newest log entries of the file at `path`.
 
@@ -52,42 +67,78 @@ def skim_state(path: str, entries: int = 6) -> Skim | None:
     whole, or its ends are not laid out as the Trainer writes them: the caller then parses the
     whole file, which also gives the reason when it is broken.
     """
+    ends = read_ends(path, entries)
+    if ends is None:
+        return None
+    newest = parse_entries(ends)
+    return Skim(ends.global_step, newest) if newest is not None else None
+
+
+def read_ends(path: str, entries: int = 6) -> Ends | None:
+    """Return the Ends of the file at `path`, with up to `entries` newest log entries; None
+    when `skim_state` would return None."""
     try:
         # Non-blocking and regular files only: a pipe under this name must not hang the scan.
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        descriptor = os.open(path, _FLAGS)
     except OSError:
         return None
     try:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode) or info.st_size <= HEAD_BYTES + TAIL_BYTES:
+        size = os.fstat(descriptor)
+        if not stat.S_ISREG(size.st_mode) or size.st_size <= HEAD_BYTES + TAIL_BYTES:
             return None
+        tail_at = size.st_size - TAIL_BYTES
         head = os.pread(descriptor, HEAD_BYTES, 0)
-        tail = os.pread(descriptor, TAIL_BYTES, info.st_size - TAIL_BYTES)
+        tail = os.pread(descriptor, TAIL_BYTES, tail_at)
     except OSError:
         return None
     finally:
         os.close(descriptor)
     try:
-        return _skim(head, tail, entries)
+        return _ends(head, tail, tail_at, entries)
     except ValueError:  # a fragment that is not JSON after all (json.JSONDecodeError included)
         return None
 
 
-def _skim(head: bytes, tail: bytes, entries: int) -> Skim | None:
+def parse_entries(ends: Ends) -> list[Any] | None:
+    """Return the newest log entries of `ends` parsed, or None when they are not JSON."""
+    try:
+        newest = loads(b"[" + ends.newest_text + b"]")
+    except ValueError:
+        return None
+    return newest if isinstance(newest, list) else None
+
+
+def history_start(data: bytes) -> int | None:
+    """Return where the first log_history entry's line starts in a whole file's `data`, when
+    it is laid out as the Trainer writes it, else None."""
+    if not data.startswith(_OPEN):
+        return None
+    found = data.find(_HISTORY_OPEN, 0, HEAD_BYTES)
+    return found + len(_HISTORY_OPEN) if found >= 0 else None
+
+
+def same_as_newest(ends: Ends, newest: bytes, newest_history_at: int) -> bool:
+    """Return True when the newest entries of `ends` are, byte for byte, the entries at the
+    same place in the log_history of `newest` (a whole file whose history starts at
+    `newest_history_at`): the older file's history then goes on as the newest one."""
+    at = newest_history_at + ends.newest_at - ends.history_at
+    return at >= newest_history_at and newest.startswith(ends.newest_text, at)
+
+
+def _ends(head: bytes, tail: bytes, tail_at: int, entries: int) -> Ends | None:
     if not head.startswith(_OPEN):
         return None
     history_at = head.find(_HISTORY_OPEN)
     if history_at < 0:
         return None
-    keys = head[:history_at]
-    step_at = keys.find(_GLOBAL_STEP)
+    step_at = head.find(_GLOBAL_STEP, 0, history_at)
     global_step = None
     if step_at >= 0:
-        if keys.find(_GLOBAL_STEP, step_at + 1) >= 0:
+        if head.find(_GLOBAL_STEP, step_at + 1, history_at) >= 0:
             return None
         start = step_at + len(_GLOBAL_STEP)
-        end = keys.find(b"\n", start)
-        value = (keys[start:] if end < 0 else keys[start:end]).rstrip(b",")
+        end = head.find(b"\n", start, history_at)
+        value = head[start : end if end >= 0 else history_at].rstrip(b",")
         plain = value.isdigit() and (value == b"0" or not value.startswith(b"0"))
         global_step = int(value) if plain else loads(value)
 
@@ -105,16 +156,12 @@ def _skim(head: bytes, tail: bytes, entries: int) -> Skim | None:
         first_entry = found
     if first_entry == close_at:
         return None
-    # One parse for both: the newest entries, and the fields after log_history.
-    newest, closing = loads(
-        b"[["
-        + tail[first_entry:close_at]
-        + b"],{"
-        + tail[close_at + len(_HISTORY_CLOSE) - 1 :]
-        + b"]"
+    closing = loads(b"{" + tail[close_at + len(_HISTORY_CLOSE) - 1 :])
+    if not isinstance(closing, dict) or not closing or not closing.keys() <= _FIELDS_AFTER_HISTORY:
+        return None
+    return Ends(
+        global_step,
+        history_at + len(_HISTORY_OPEN),
+        tail[first_entry:close_at],
+        tail_at + first_entry,
     )
-    if not isinstance(newest, list) or not isinstance(closing, dict) or not closing:
-        return None
-    if not closing.keys() <= _FIELDS_AFTER_HISTORY:
-        return None
-    return Skim(global_step, newest)
