@@ -295,3 +295,18 @@ def test_report_records_the_config_it_was_made_with(fixtures_report):
     text = fixtures_report[0]
     assert "Config this report was made with" in text
     assert "min_gap_delta: 0.1" in text and "train_loss: last" in text
+
+
+def test_charts_drawn_by_worker_processes_make_the_same_page(monkeypatch):
+    from auditor import workers
+    from auditor.render import html as html_report
+    from auditor.render import render
+
+    result = auditor.audit(*BUNDLED)
+    monkeypatch.setenv("CKPT_AUDIT_JOBS", "1")
+    alone = render(result, "html")
+    monkeypatch.setenv("CKPT_AUDIT_JOBS", "3")
+    shared = render(result, "html")
+    assert len(result.runs) >= html_report.CHARTS_PARALLEL_FROM and workers.can_fork()
+    assert shared == alone
+    assert Page(shared).charts == sum(1 for r in result.runs if r.error is None)

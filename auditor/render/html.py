@@ -51,7 +51,10 @@ def render(result: AuditResult, view: str = "runs") -> str:
         f"{escape(counts)}.</p></header>",
         _findings(flagged, names),
         _overview(runs, names),
-        *(_run_section(index, run, names[index], result) for index, run in runs),
+        *(
+            _run_section(index, run, names[index], result, chart)
+            for (index, run), chart in zip(runs, _charts(runs), strict=True)
+        ),
         _footer(result),
         f"<script>{_SCRIPT}</script>\n</body>\n</html>\n",
     ]
@@ -237,17 +240,35 @@ _COMPONENT_HEADERS = (
 )
 
 
-def _run_section(index: int, run: RunResult, short: str, result: AuditResult) -> str:
-    from ..plot import chart_svg
+#: Charts take about 0.1 s each: from this many on, worker processes share them.
+CHARTS_PARALLEL_FROM = 8
 
+
+def _charts(runs: list[tuple[int, RunResult]]) -> list[str | None]:
+    """Return the chart of each run (None for an unreadable run), drawn in worker processes
+    when there are many."""
+    from ..plot import chart_svg
+    from ..workers import map_in_order, worker_count
+
+    def chart(item: tuple[int, RunResult]) -> str | None:
+        index, run = item
+        return chart_svg(run, _anchor(index)) if run.error is None else None
+
+    workers = worker_count(len(runs), None, CHARTS_PARALLEL_FROM)
+    return list(map_in_order(chart, runs, workers))
+
+
+def _run_section(
+    index: int, run: RunResult, short: str, result: AuditResult, chart: str | None
+) -> str:
     parts = [
         f'<section class="run {escape(run.verdict)}" id="{_anchor(index)}">',
         f"<h2>{escape(short)} {_badge(run)}</h2>",
         f'<p class="path">{escape(safe(run.run_dir))}</p>' if short != safe(run.run_dir) else "",
         f'<p class="why">{escape(explain(run, result.config.min_gap_delta))}</p>',
     ]
-    if run.error is None:
-        parts.append(f'<figure class="chart">{chart_svg(run, _anchor(index))}</figure>')
+    if chart is not None:
+        parts.append(f'<figure class="chart">{chart}</figure>')
         parts.append(_components(run))
     if run.warnings:
         items = "".join(f"<li>{escape(safe(w))}</li>" for w in run.warnings)
