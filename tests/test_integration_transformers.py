@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,20 @@ SEED, VOCAB, LENGTH, STEPS, EVERY = 1, 32, 32, 60, 10
 # With these settings the tiny model memorises its 8 training sequences: eval loss is lowest
 # at step 20, but step 10 has the better score (a much smaller train/eval gap).
 EVAL_LOSS_BEST, SCORE_BEST = 20, 10
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_tqdm_monitor_thread() -> Iterator[None]:
+    """tqdm (the Trainer's progress bars) leaves a monitor thread running, and the auditor
+    forks no worker beside another thread: later tests would lose their worker processes."""
+    try:
+        import tqdm
+    except ImportError:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tqdm.tqdm, "monitor_interval", 0)
+        yield
 
 
 def test_import_without_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,6 +35,7 @@ def test_an_error_in_a_worker_is_raised_here():
 
 def test_the_count_honours_jobs_the_environment_and_the_threshold(monkeypatch):
     monkeypatch.delenv(workers.JOBS_VARIABLE, raising=False)
+    monkeypatch.setattr(workers, "can_fork", lambda: True)
     assert workers.worker_count(10, None, parallel_from=64) == 1
     assert workers.worker_count(10, 3, parallel_from=64) == 3
     assert workers.worker_count(2, 8, parallel_from=64) == 2  # never more than the items
