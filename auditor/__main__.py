@@ -1,5 +1,5 @@
 """`python -m auditor`: the same as the ckpt-audit command."""
 
-from .cli import main
+from .cli import run
 
-main()
+run()

@@ -266,10 +266,16 @@ def main() -> None:
       ckpt-audit check outputs/           CI gate: exit 1 when a run is flagged
       ckpt-audit report outputs/          an HTML page with a loss chart per run
     """
+
+
+def run() -> None:
+    """The `ckpt-audit` command as a process: `main` with the collector tuned for it."""
     # Parsed histories are trees of dicts and lists without cycles, freed as soon as a run is
-    # audited: looking for cycles after every few hundred of them only costs time.
+    # audited: looking for cycles after every few hundred of them only costs time. Only the
+    # command's own process is tuned, not a program that calls `main`.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+    main()
 
 
 @main.command()
