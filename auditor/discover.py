@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import UsageError
 
@@ -17,8 +17,7 @@ _STAGING = re.compile(r"^(tmp-checkpoint-\d+|checkpoint-\d+\..+)$")
 _LOOKS_LIKE_CHECKPOINT = re.compile(r"^checkpoint-")
 
 
-@dataclass(frozen=True)
-class CheckpointDir:
+class CheckpointDir(NamedTuple):
     """A checkpoint folder on disk. `step` is None for last-checkpoint until its file is read."""
 
     name: str
@@ -26,8 +25,7 @@ class CheckpointDir:
     step: int | None
 
 
-@dataclass(frozen=True)
-class RunLocation:
+class RunLocation(NamedTuple):
     """Where one run lives: its folder, its root trainer_state.json and its checkpoint folders.
 
     `history_only` runs (a bare trainer_state.json, or one checkpoint folder given alone)

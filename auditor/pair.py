@@ -6,8 +6,7 @@ import math
 import re
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .score import is_finite
 
@@ -18,8 +17,7 @@ _NAMED_EVAL_LOSS = re.compile(r"^eval_(.+)_loss$")
 _PREFERENCE_MARKERS = ("rewards/chosen", "logps/chosen", "log_odds_ratio", "kl", "reward")
 
 
-@dataclass(frozen=True)
-class Evaluation:
+class Evaluation(NamedTuple):
     """One evaluation of the run, with the train loss paired to it."""
 
     step: int
@@ -28,8 +26,7 @@ class Evaluation:
     epochs_without_improvement: int
 
 
-@dataclass(frozen=True)
-class History:
+class History(NamedTuple):
     """What a run's log_history says about its losses, paired and in step order."""
 
     evaluations: tuple[Evaluation, ...]
@@ -105,8 +102,7 @@ def choose_eval_key(keys: Iterable[str], wanted: str | None) -> tuple[str | None
 _TRAIN_LOG_KEYS = ("loss", "grad_norm", "learning_rate", "epoch", "step", "total_flos")
 
 
-@dataclass(frozen=True, eq=False)
-class Digest:
+class Digest(NamedTuple):
     """One pass over a log_history: everything pairing, the lineage check and the Trainer's
     metric need, so the history's thousands of entries are walked once."""
 

@@ -8,7 +8,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .discover import STATE_FILE, CheckpointDir, RunLocation
 from .errors import StateFileError
@@ -38,8 +38,7 @@ class TrainerState:
     raw: bytes = field(default=b"", repr=False, compare=False)
 
 
-@dataclass(frozen=True)
-class DiskCheckpoint:
+class DiskCheckpoint(NamedTuple):
     """A checkpoint folder on disk; `usable` is False when it cannot be a candidate."""
 
     name: str
@@ -47,8 +46,7 @@ class DiskCheckpoint:
     usable: bool
 
 
-@dataclass(frozen=True)
-class RunRecord:
+class RunRecord(NamedTuple):
     """Everything read from one run: the newest history and the checkpoints beside it."""
 
     run_dir: str
