@@ -129,3 +129,37 @@ def test_no_worker_is_forked_while_other_threads_run(monkeypatch, tmp_path):
     finally:
         stop.set()
         other.join()
+
+
+def test_broken_and_oddly_named_runs_come_back_from_workers_as_they_are_audited_here(
+    monkeypatch, tmp_path
+):
+    """Error results, undecodable folder names and NaN losses survive the trip through a pipe."""
+    import shutil
+
+    from auditor import api
+    from auditor.config import Config
+    from auditor.discover import discover
+
+    state = "trainer_state.json"
+    names = ["fine", "truncated", "not-utf8", "a-folder", "b\udcffad-name", "diverged"]
+    for index, name in enumerate(names):
+        shutil.copytree(FIXTURES / "sweep" / f"run-000{index}", tmp_path / name)
+    for path in (tmp_path / "truncated").rglob(state):
+        path.write_bytes(path.read_bytes()[:99])
+    for path in (tmp_path / "not-utf8").rglob(state):
+        path.write_bytes(b"\xff\xfe" + b"{" * 10)
+    (tmp_path / "a-folder" / state).unlink()
+    (tmp_path / "a-folder" / state).mkdir()
+    shutil.rmtree(tmp_path / "diverged")
+    shutil.copytree(FIXTURES / "examples" / "lm_diverged", tmp_path / "diverged")
+    locations = discover([str(tmp_path)])
+    monkeypatch.setattr(api, "CHUNK_RUNS", 1)
+
+    shared = list(api.audit_locations(locations, Config(), jobs=3))
+    alone = list(api.audit_locations(locations, Config(), jobs=1))
+
+    assert len(shared) == len(names)
+    assert [r.to_dict() for r in shared] == [r.to_dict() for r in alone]
+    assert [repr(r.train_losses) for r in shared] == [repr(r.train_losses) for r in alone]
+    assert {r.verdict for r in shared} >= {"error", "overfit"}
