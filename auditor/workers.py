@@ -67,11 +67,14 @@ def map_in_order(
             read_end, write_end = os.pipe()
             child = os.fork()
             if child == 0:  # pragma: no cover - runs in the child, which leaves by os._exit
-                os.close(read_end)
-                for reader in readers:
-                    assert reader is not None
-                    reader.close()
-                _serve(function, items[worker::workers], write_end)
+                try:
+                    os.close(read_end)
+                    for reader in readers:
+                        if reader is not None:
+                            reader.close()
+                    _serve(function, items[worker::workers], write_end)
+                finally:
+                    os._exit(1)  # whatever happens, never run the parent's code in the child
             os.close(write_end)
             children.append(child)
             readers.append(os.fdopen(read_end, "rb"))
