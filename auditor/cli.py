@@ -6,7 +6,7 @@ import gc
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -159,17 +159,19 @@ def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: st
     from .discover import discover
     from .render.json_report import write_report
     from .report_file import write_atomic_from
-    from .results import AuditResult
-
     locations = discover(list(paths))
     if not locations:
         raise _no_run_found(paths)
-    # What stays of a run once it is written: enough for the warnings and the summary.
-    kept: list[RunResult] = []
+    # What stays of the runs once written: their verdicts counted, and the runs that have a
+    # warning or an error to print after the report.
+    counts: dict[str, int] = {}
+    noted: list[RunResult] = []
 
     def runs() -> Iterator[RunResult]:
         for run in audit_locations(locations, config, _progress(quiet), curves=False):
-            kept.append(replace(run, checkpoints=(), train_losses=()))
+            counts[run.verdict] = counts.get(run.verdict, 0) + 1
+            if run.warnings or run.error is not None:
+                noted.append(replace(run, checkpoints=(), train_losses=()))
             yield run
 
     if output:
@@ -178,7 +180,7 @@ def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: st
         )
     else:
         write_report(runs(), config, lambda text: click.echo(text, nl=False))
-    _messages(AuditResult(tuple(kept), config), output, quiet)
+    _print_messages(noted, counts, output, quiet)
 
 
 def _emit(
@@ -206,9 +208,20 @@ def _emit(
 
 def _messages(result: AuditResult, output: str | None, quiet: bool) -> None:
     """Print each run's warnings and errors, then the one-line summary, on stderr."""
+    counts: dict[str, int] = {}
+    for run in result.runs:
+        counts[run.verdict] = counts.get(run.verdict, 0) + 1
+    _print_messages(result.runs, counts, output, quiet)
+
+
+def _print_messages(
+    runs: Iterable[RunResult], counts: dict[str, int], output: str | None, quiet: bool
+) -> None:
+    """Print the warnings and errors of `runs`, then the summary of `counts` (verdict -> how
+    many runs), on stderr."""
     from .render.text import safe
 
-    for run in result.runs:
+    for run in runs:
         for warning in () if quiet else run.warnings:
             click.echo(f"warning: {safe(run.run_dir)}: {safe(warning)}", err=True)
         if run.error is not None:
@@ -218,20 +231,18 @@ def _messages(result: AuditResult, output: str | None, quiet: bool) -> None:
     if quiet:
         return
     written = f"; report written to {safe(output)}" if output else ""
-    click.echo(_summary(result) + written, err=True)
+    click.echo(_summary(counts) + written, err=True)
 
 
-def _summary(result: AuditResult) -> str:
-    counts: dict[str, int] = {}
-    for run in result.runs:
-        counts[run.verdict] = counts.get(run.verdict, 0) + 1
+def _summary(counts: dict[str, int]) -> str:
     parts = [
         f"{counts[v]} {v}"
         for v in ("overfit", "differs", "agree", "no_candidates", "error")
         if v in counts
     ]
-    noun = "run" if len(result.runs) == 1 else "runs"
-    return f"audited {len(result.runs)} {noun}: {', '.join(parts)}"
+    total = sum(counts.values())
+    noun = "run" if total == 1 else "runs"
+    return f"audited {total} {noun}: {', '.join(parts)}"
 
 
 def _append_step_summary(result: AuditResult, path: str) -> None:

@@ -26,17 +26,26 @@ class CheckpointDir(NamedTuple):
 
 
 class RunLocation(NamedTuple):
-    """Where one run lives: its folder, its root trainer_state.json and its checkpoint folders.
+    """Where one run lives: its folder and its root trainer_state.json. Its checkpoint folders
+    are listed when it is read (`checkpoints_of`): a sweep of thousands of runs is not held in
+    memory folder by folder.
 
-    `history_only` runs (a bare trainer_state.json, or one checkpoint folder given alone)
-    have no checkpoint folders to choose from: every evaluated step is a candidate.
+    `history_only` runs (a bare trainer_state.json, one checkpoint folder given alone, or an
+    output folder without checkpoint folders) have no checkpoint folders to choose from: every
+    evaluated step is a candidate.
     """
 
     run_dir: str
     state_file: str | None
-    checkpoints: tuple[CheckpointDir, ...]
     history_only: bool = False
     notes: tuple[str, ...] = ()
+
+
+class _Listing(NamedTuple):
+    state_file: str | None
+    checkpoints: list[CheckpointDir]
+    notes: list[str]
+    subfolders: list[str]
 
 
 def checkpoint_step(name: str) -> int | None:
@@ -60,12 +69,12 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[RunLocation]:
                     f"{path}: not a folder or a trainer_state.json; give a training output "
                     "folder, a checkpoint folder or a trainer_state.json"
                 )
-            found = [RunLocation(path, path, (), history_only=True)]
+            found = [RunLocation(path, path, history_only=True)]
         elif os.path.isdir(path):
             name = os.path.basename(os.path.normpath(path))
             if checkpoint_step(name) is not None or name == LAST_CHECKPOINT:
                 state = os.path.join(path, STATE_FILE)
-                found = [RunLocation(path, state, (), history_only=True)]
+                found = [RunLocation(path, state, history_only=True)]
             else:
                 found = _walk(path, seen_dirs)
         else:
@@ -76,6 +85,55 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[RunLocation]:
                 seen_runs.add(key)
                 runs.append(run)
     return runs
+
+
+def checkpoints_of(location: RunLocation) -> tuple[CheckpointDir, ...]:
+    """Return the checkpoint folders of `location` as they are now, in step order
+    (last-checkpoint/ last); none for a history-only run or a folder that cannot be listed."""
+    if location.history_only:
+        return ()
+    listing = _list(location.run_dir)
+    return tuple(listing.checkpoints) if listing is not None else ()
+
+
+def _list(folder: str) -> _Listing | None:
+    """Return what `folder` holds that matters here, or None when it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            listing = sorted(entries, key=lambda e: e.name)
+    except OSError:
+        return None
+    checkpoints: list[CheckpointDir] = []
+    notes: list[str] = []
+    state_file = None
+    subfolders: list[str] = []
+    for entry in listing:
+        name = entry.name
+        if name == STATE_FILE:
+            state_file = entry.path
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            continue
+        if not is_dir:
+            continue
+        step = checkpoint_step(name)
+        if step is not None:
+            checkpoints.append(CheckpointDir(name, entry.path, step))
+        elif name == LAST_CHECKPOINT:
+            checkpoints.append(CheckpointDir(name, entry.path, None))
+        elif _STAGING.match(name):
+            notes.append(f"{name}/ looks like a checkpoint still being written: skipped")
+        elif _LOOKS_LIKE_CHECKPOINT.match(name):
+            notes.append(
+                f"{name}/ is not a checkpoint-<step> folder (the step must be a whole "
+                "number): skipped"
+            )
+        elif not name.startswith("."):
+            subfolders.append(entry.path)
+    checkpoints.sort(key=lambda c: (c.step is None, c.step or 0, c.name))
+    return _Listing(state_file, checkpoints, notes, subfolders)
 
 
 def _walk(root: str, seen_dirs: set[tuple[int, int]]) -> list[RunLocation]:
@@ -92,51 +150,18 @@ def _walk(root: str, seen_dirs: set[tuple[int, int]]) -> list[RunLocation]:
         if identity in seen_dirs:
             continue
         seen_dirs.add(identity)
-        try:
-            with os.scandir(folder) as entries:
-                listing = sorted(entries, key=lambda e: e.name)
-        except OSError:
+        listing = _list(folder)
+        if listing is None:
             continue
-        checkpoints: list[CheckpointDir] = []
-        notes: list[str] = []
-        state_file = None
-        subfolders: list[str] = []
-        for entry in listing:
-            name = entry.name
-            if name == STATE_FILE:
-                state_file = entry.path
-                continue
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                continue
-            if not is_dir:
-                continue
-            step = checkpoint_step(name)
-            if step is not None:
-                checkpoints.append(CheckpointDir(name, entry.path, step))
-            elif name == LAST_CHECKPOINT:
-                checkpoints.append(CheckpointDir(name, entry.path, None))
-            elif _STAGING.match(name):
-                notes.append(f"{name}/ looks like a checkpoint still being written: skipped")
-            elif _LOOKS_LIKE_CHECKPOINT.match(name):
-                notes.append(
-                    f"{name}/ is not a checkpoint-<step> folder (the step must be a whole "
-                    "number): skipped"
-                )
-            elif not name.startswith("."):
-                subfolders.append(entry.path)
-        if checkpoints or state_file is not None:
-            checkpoints.sort(key=lambda c: (c.step is None, c.step or 0, c.name))
+        if listing.checkpoints or listing.state_file is not None:
             runs.append(
                 RunLocation(
                     folder,
-                    state_file,
-                    tuple(checkpoints),
-                    history_only=not checkpoints,
-                    notes=tuple(notes),
+                    listing.state_file,
+                    history_only=not listing.checkpoints,
+                    notes=tuple(listing.notes),
                 )
             )
-        stack.extend(reversed(subfolders))
+        stack.extend(reversed(listing.subfolders))
     runs.sort(key=lambda r: r.run_dir)
     return runs

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .discover import STATE_FILE, CheckpointDir, RunLocation
+from .discover import STATE_FILE, CheckpointDir, RunLocation, checkpoints_of
 from .errors import StateFileError
 from .fastjson import loads
 from .pair import Digest, digest_history
@@ -282,7 +282,7 @@ def read_run(location: RunLocation) -> RunRecord:
             return None
         return own.global_step, _newest_losses(own.log_history)[0]
 
-    folders = _resolve_steps(location.checkpoints, recorded_step, warnings)
+    folders = _resolve_steps(checkpoints_of(location), recorded_step, warnings)
     source = _newest_state(location.state_file, folders, attempt, skim, failures, warnings)
     if source is None:
         # Name the first few files: a run of fifty broken saves must still read as one line.

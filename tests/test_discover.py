@@ -7,7 +7,7 @@ import os
 import pytest
 import yaml
 
-from auditor.discover import LAST_CHECKPOINT, checkpoint_step, discover
+from auditor.discover import LAST_CHECKPOINT, checkpoint_step, checkpoints_of, discover
 from auditor.errors import UsageError
 from conftest import EXAMPLES, FIXTURES
 
@@ -25,7 +25,7 @@ def test_finds_every_run_of_a_tree_once_in_path_order():
 def test_never_descends_into_checkpoint_folders():
     runs = discover([str(EXAMPLES / "lm_overfit_rotated")])
     assert len(runs) == 1
-    assert [c.name for c in runs[0].checkpoints] == ["checkpoint-60", "checkpoint-400"]
+    assert [c.name for c in checkpoints_of(runs[0])] == ["checkpoint-60", "checkpoint-400"]
     assert runs[0].state_file and runs[0].state_file.endswith("trainer_state.json")
 
 
@@ -57,7 +57,7 @@ def test_root_state_without_checkpoints_is_history_only(copy_run):
             file.unlink()
         folder.rmdir()
     (location,) = discover([str(run)])
-    assert location.history_only and location.checkpoints == ()
+    assert location.history_only and checkpoints_of(location) == ()
 
 
 def test_last_checkpoint_and_odd_folders(copy_run):
@@ -66,7 +66,7 @@ def test_last_checkpoint_and_odd_folders(copy_run):
     (run / "checkpoint-abc").mkdir()
     (run / "tmp-checkpoint-420").mkdir()
     (location,) = discover([str(run)])
-    assert [c.name for c in location.checkpoints] == ["checkpoint-400", LAST_CHECKPOINT]
+    assert [c.name for c in checkpoints_of(location)] == ["checkpoint-400", LAST_CHECKPOINT]
     notes = " ".join(location.notes)
     assert "checkpoint-abc/" in notes and "tmp-checkpoint-420/" in notes
 
