@@ -159,6 +159,7 @@ def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: st
     from .discover import discover
     from .render.json_report import write_report
     from .report_file import write_atomic_from
+
     locations = discover(list(paths))
     if not locations:
         raise _no_run_found(paths)
