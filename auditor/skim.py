@@ -40,7 +40,7 @@ _FIELDS_AFTER_HISTORY = frozenset(
 class Skim(NamedTuple):
     """What a trainer_state.json's two ends say, without parsing the history between them."""
 
-    #: The global_step value as written (None when the file has none).
+    #: The global_step value as written (None when written as null).
     global_step: Any
     #: The newest complete log_history entries, oldest first: a suffix of the history.
     newest_entries: list[Any]
@@ -50,7 +50,7 @@ class Ends(NamedTuple):
     """The two ends of a trainer_state.json, checked to be laid out as the Trainer writes it;
     its newest log entries are kept as text until someone needs them parsed."""
 
-    #: The global_step value as written (None when the file has none).
+    #: The global_step value as written (None when written as null).
     global_step: Any
     #: Where the first log_history entry's line starts in the file.
     history_at: int
@@ -84,11 +84,17 @@ def read_ends(path: str, entries: int = 6) -> Ends | None:
         return None
     try:
         size = os.fstat(descriptor)
-        if not stat.S_ISREG(size.st_mode) or size.st_size <= HEAD_BYTES + TAIL_BYTES:
+        if not stat.S_ISREG(size.st_mode) or size.st_size == 0:
             return None
-        tail_at = size.st_size - TAIL_BYTES
-        head = os.pread(descriptor, HEAD_BYTES, 0)
-        tail = os.pread(descriptor, TAIL_BYTES, tail_at)
+        if size.st_size <= HEAD_BYTES + TAIL_BYTES:
+            # Small enough to read at once: the whole file is both ends.
+            tail_at = 0
+            tail = os.pread(descriptor, HEAD_BYTES + TAIL_BYTES, 0)
+            head = tail[:HEAD_BYTES]
+        else:
+            tail_at = size.st_size - TAIL_BYTES
+            head = os.pread(descriptor, HEAD_BYTES, 0)
+            tail = os.pread(descriptor, TAIL_BYTES, tail_at)
     except OSError:
         return None
     finally:
@@ -131,16 +137,15 @@ def _ends(head: bytes, tail: bytes, tail_at: int, entries: int) -> Ends | None:
     history_at = head.find(_HISTORY_OPEN)
     if history_at < 0:
         return None
+    # Every TrainerState has a global_step: a file without one (or with two) is parsed whole.
     step_at = head.find(_GLOBAL_STEP, 0, history_at)
-    global_step = None
-    if step_at >= 0:
-        if head.find(_GLOBAL_STEP, step_at + 1, history_at) >= 0:
-            return None
-        start = step_at + len(_GLOBAL_STEP)
-        end = head.find(b"\n", start, history_at)
-        value = head[start : end if end >= 0 else history_at].rstrip(b",")
-        plain = value.isdigit() and (value == b"0" or not value.startswith(b"0"))
-        global_step = int(value) if plain else loads(value)
+    if step_at < 0 or head.find(_GLOBAL_STEP, step_at + 1, history_at) >= 0:
+        return None
+    start = step_at + len(_GLOBAL_STEP)
+    end = head.find(b"\n", start, history_at)
+    value = head[start : end if end >= 0 else history_at].rstrip(b",")
+    plain = value.isdigit() and (value == b"0" or not value.startswith(b"0"))
+    global_step = int(value) if plain else loads(value)
 
     # Inside log_history every line is indented by four spaces or more. If what follows the
     # last two-space "]," parses as known fields, and what precedes it back to an entry's
