@@ -1,7 +1,7 @@
 """Benchmark `ckpt-audit scan --format json` on generated sweeps against a hand-written script
 and a near-limit reference; check that every run's picks and flag agree with the reference.
 
-    python3 bench/run.py                # about 3 minutes; sweeps are generated into /tmp once
+    python3 bench/run.py                # a few minutes; sweeps are generated into /tmp once
     python3 bench/run.py --repeat 3     # fewer alternating rounds
 
 Needs the shared benchmark scripts (../shared/bench beside the repo, or --scripts DIR):
@@ -41,11 +41,10 @@ MEMORY_NOISE_MIB = 4.0
 
 @dataclass(frozen=True)
 class Sample:
-    """One timed subprocess: wall seconds, CPU seconds (user + system), peak memory in MiB."""
+    """One timed subprocess: wall seconds and CPU seconds (user + system)."""
 
     wall: float
     cpu: float
-    peak_mib: float
 
 
 def measure(command: list[str], stdout_path: str | None = None) -> Sample:
@@ -62,8 +61,7 @@ def measure(command: list[str], stdout_path: str | None = None) -> Sample:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         sys.exit(f"bench: {' '.join(command)} exited with {process.returncode}")
-    # ru_maxrss is in KiB on Linux.
-    return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    return Sample(wall, usage.ru_utime + usage.ru_stime)
 
 
 def median(samples: list[Sample]) -> Sample:
@@ -71,7 +69,6 @@ def median(samples: list[Sample]) -> Sample:
     return Sample(
         statistics.median(s.wall for s in samples),
         statistics.median(s.cpu for s in samples),
-        statistics.median(s.peak_mib for s in samples),
     )
 
 
@@ -137,9 +134,35 @@ def ensure_many(sweep: Path, copies: int) -> Path | None:
     return many
 
 
+# Started by a small launcher, a command's peak memory is its own: a process started straight
+# from this one would count this one's memory (grown by parsing reports) as its peak.
+_PEAK_LAUNCHER = """
+import os, sys
+child = os.fork()
+if child == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(child, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def peak_memory(command: list[str], outdir: Path, rounds: int = 3) -> float:
     """Return the median peak memory (MiB) of `rounds` runs of `command` back to back."""
-    return median([measure(command, str(outdir / "memory.out")) for _ in range(rounds)]).peak_mib
+    peaks = []
+    for _ in range(rounds):
+        with open(outdir / "memory.out", "wb") as sink:
+            subprocess.run(
+                [sys.executable, "-S", "-c", _PEAK_LAUNCHER, str(outdir / "peak"), *command],
+                stdout=sink,
+                stderr=subprocess.DEVNULL,
+                cwd=REPO,
+                check=True,
+            )
+        # ru_maxrss is in KiB on Linux.
+        peaks.append(int((outdir / "peak").read_text()) / 1024)
+    return statistics.median(peaks)
 
 
 def ours(sweep: Path) -> list[str]:
@@ -281,36 +304,33 @@ def main() -> int:
     help_ratio = startup["help"].wall / startup["click"].wall
     print()
     print(f"sweep {MAIN[0]} runs x {MAIN[1]} checkpoints, medians of {args.repeat} rounds")
-    print("| command | wall s | CPU s | peak MiB |")
-    print("|---|---|---|---|")
+    print("| command | wall s | CPU s |")
+    print("|---|---|---|")
     for name, sample in (
         ("ckpt-audit scan --format json", ours_main),
         ("reference (limit_newest.py)", ref_main),
         ("naive (baseline_naive.py)", naive_main),
     ):
-        print(f"| {name} | {sample.wall:.2f} | {sample.cpu:.2f} | {sample.peak_mib:.0f} |")
+        print(f"| {name} | {sample.wall:.2f} | {sample.cpu:.2f} |")
     print()
-    print(
-        "| sweep | ours wall s | ours CPU s | ours peak MiB | reference wall s | ours / reference |"
-    )
-    print("|---|---|---|---|---|---|")
+    print("| sweep | ours wall s | ours CPU s | reference wall s | ours / reference |")
+    print("|---|---|---|---|---|")
     for size in [SCALING[0], MAIN, SCALING[1]]:
         mine, theirs = scaled[size], scaled_reference[size]
         print(
-            f"| {size[0]} x {size[1]} | {mine.wall:.2f} | {mine.cpu:.2f} | {mine.peak_mib:.0f} "
+            f"| {size[0]} x {size[1]} | {mine.wall:.2f} | {mine.cpu:.2f} "
             f"| {theirs.wall:.2f} | {mine.wall / theirs.wall:.2f} |"
         )
     if thousands:
         mine, theirs = thousands["ours"], thousands["reference"]
         print(
             f"| {MAIN[0] * MANY_COPIES} x {MAIN[1]} (hard links) | {mine.wall:.2f} | "
-            f"{mine.cpu:.2f} | {mine.peak_mib:.0f} | {theirs.wall:.2f} | "
+            f"{mine.cpu:.2f} | {theirs.wall:.2f} | "
             f"{mine.wall / theirs.wall:.2f} |"
         )
     runs_growth = scaled[MAIN].wall / scaled[SCALING[0]].wall
     ckpts_growth = scaled[MAIN].wall / scaled[SCALING[1]].wall
-    # Peak memory apart from the timing rounds: run back to back, a process's peak moves less
-    # than between rounds where other programs ran (allocator arenas, huge pages).
+    # Peak memory, measured apart from the timing rounds (see _PEAK_LAUNCHER).
     memory_sweeps = [sweeps[SCALING[0]], main_sweep, *([many] if many is not None else [])]
     peaks = {sweep: peak_memory(ours(sweep), out) for sweep in memory_sweeps}
     memory_growth = max(peaks.values()) - peaks[memory_sweeps[0]]
