@@ -119,13 +119,6 @@ class Digest(NamedTuple):
     skipped_entries: int
     bad_train_values: bool
 
-    def loss_at(self, step: int, key: str) -> tuple[bool, Any]:
-        """Return (found, value) of loss `key` ("loss" or an eval loss) at `step`."""
-        if key == "loss" and step in self.bad_train:
-            return True, self.bad_train[step]
-        table = self.train if key == "loss" else self.evals.get(key, {})
-        return (True, table[step]) if step in table else (False, None)
-
 
 def digest_history(log_history: Sequence[Any]) -> Digest:
     """Return the Digest of a log_history; malformed entries are counted, never raised."""

@@ -63,9 +63,9 @@ class Ends(NamedTuple):
 def skim_state(path: str, entries: int = 6) -> Skim | None:
     """Return the global_step and up to `entries` newest log entries of the file at `path`.
 
-    Returns None when the file is not a regular file, cannot be read, is small enough to parse
-    whole, or its ends are not laid out as the Trainer writes them: the caller then parses the
-    whole file, which also gives the reason when it is broken.
+    Returns None when the file is not a regular file, is empty, cannot be read, or its ends are
+    not laid out as the Trainer writes them: the caller then parses the whole file, which also
+    gives the reason when it is broken.
     """
     ends = read_ends(path, entries)
     if ends is None:
