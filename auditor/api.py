@@ -32,7 +32,8 @@ def audit(
     Raises UsageError when a path does not exist. `progress(done, total)` is called per run.
     With `curves` False, runs carry no train loss curve (`RunResult.train_losses` is empty),
     which keeps the memory of a large sweep's audit small. `jobs` worker processes share the
-    runs (default: $CKPT_AUDIT_JOBS, else one per CPU once there are 64 runs or more).
+    runs (default: $CKPT_AUDIT_JOBS, else one per CPU once there are 64 runs or more); they are
+    forked, so where os.fork is missing (Windows) or other threads run, this process audits all.
     """
     cfg = config or Config()
     locations = discover([os.fspath(p) for p in paths])
