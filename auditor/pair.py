@@ -99,7 +99,7 @@ def choose_eval_key(keys: Iterable[str], wanted: str | None) -> tuple[str | None
 
 
 #: The keys of a Trainer's training log: entries made only of these carry no evaluation.
-_TRAIN_LOG_KEYS = ("loss", "grad_norm", "learning_rate", "epoch", "step", "total_flos")
+TRAIN_LOG_KEYS = frozenset({"loss", "grad_norm", "learning_rate", "epoch", "step", "total_flos"})
 
 
 class Digest(NamedTuple):
@@ -122,7 +122,7 @@ class Digest(NamedTuple):
 
 def digest_history(log_history: Sequence[Any]) -> Digest:
     """Return the Digest of a log_history; malformed entries are counted, never raised."""
-    plain = set(_TRAIN_LOG_KEYS)
+    plain = set(TRAIN_LOG_KEYS)
     common = _training_logs(log_history)
     if common is None:
         return _digest(log_history, {}, plain)

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from .discover import STATE_FILE, CheckpointDir, RunLocation, checkpoints_of
 from .errors import StateFileError
 from .fastjson import loads
-from .pair import Digest, digest_history
+from .pair import TRAIN_LOG_KEYS, Digest, digest_history
 from .pair import whole_number as _int_or_none
 from .skim import Ends, history_start, parse_entries, read_ends, same_as_newest
 
@@ -176,8 +176,6 @@ def load_state(path: str) -> TrainerState:
     return parse_state(_read_bytes(path), path)
 
 
-#: Keys of a Trainer's training log that hold no loss to compare.
-_PLAIN_KEYS = frozenset({"loss", "grad_norm", "learning_rate", "epoch", "step", "total_flos"})
 _MISSING = object()
 
 
@@ -197,7 +195,7 @@ def _newest_losses(history: list[Any]) -> tuple[list[tuple[int, str, Any]], bool
                 continue
         if "loss" in entry:
             losses.append((step, "loss", entry["loss"]))
-        if not _PLAIN_KEYS.issuperset(entry):
+        if not TRAIN_LOG_KEYS.issuperset(entry):
             for key, value in entry.items():
                 if key[:5] == "eval_" and key[-5:] == "_loss":
                     losses.append((step, key, value))

@@ -121,7 +121,7 @@ def test_preference_losses_are_recognised():
 
 
 def _general(history):
-    return pair._digest(history, {}, set(pair._TRAIN_LOG_KEYS))
+    return pair._digest(history, {}, set(pair.TRAIN_LOG_KEYS))
 
 
 def _as_text(digest):
