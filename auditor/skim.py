@@ -37,15 +37,6 @@ _FIELDS_AFTER_HISTORY = frozenset(
 )
 
 
-class Skim(NamedTuple):
-    """What a trainer_state.json's two ends say, without parsing the history between them."""
-
-    #: The global_step value as written (None when written as null).
-    global_step: Any
-    #: The newest complete log_history entries, oldest first: a suffix of the history.
-    newest_entries: list[Any]
-
-
 class Ends(NamedTuple):
     """The two ends of a trainer_state.json, checked to be laid out as the Trainer writes it;
     its newest log entries are kept as text until someone needs them parsed."""
@@ -60,23 +51,13 @@ class Ends(NamedTuple):
     newest_at: int
 
 
-def skim_state(path: str, entries: int = 6) -> Skim | None:
-    """Return the global_step and up to `entries` newest log entries of the file at `path`.
+def read_ends(path: str, entries: int = 6) -> Ends | None:
+    """Return the Ends of the file at `path`, with up to `entries` newest log entries.
 
     Returns None when the file is not a regular file, is empty, cannot be read, or its ends are
     not laid out as the Trainer writes them: the caller then parses the whole file, which also
     gives the reason when it is broken.
     """
-    ends = read_ends(path, entries)
-    if ends is None:
-        return None
-    newest = parse_entries(ends)
-    return Skim(ends.global_step, newest) if newest is not None else None
-
-
-def read_ends(path: str, entries: int = 6) -> Ends | None:
-    """Return the Ends of the file at `path`, with up to `entries` newest log entries; None
-    when `skim_state` would return None."""
     try:
         # Non-blocking and regular files only: a pipe under this name must not hang the scan.
         descriptor = os.open(path, _FLAGS)

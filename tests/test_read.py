@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,7 +14,7 @@ import auditor
 from auditor import read, skim
 from auditor.discover import discover
 from auditor.read import load_state, read_run
-from auditor.skim import skim_state
+from auditor.skim import parse_entries, read_ends
 from conftest import FIXTURES
 
 STATE = "trainer_state.json"
@@ -39,6 +40,16 @@ def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(read, "load_state", recording_load_state)
     return paths
+
+
+def skim_state(path: str) -> SimpleNamespace | None:
+    """The global_step and newest entries the fast path reads of a file, or None when it would
+    parse the file whole."""
+    ends = read_ends(path)
+    newest = parse_entries(ends) if ends is not None else None
+    if ends is None or newest is None:
+        return None
+    return SimpleNamespace(global_step=ends.global_step, newest_entries=newest)
 
 
 def records(path: Path) -> list[read.RunRecord]:
