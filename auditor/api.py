@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 
-from .audit import audit_run, error_result
+from .audit import audit_run, check_eval_key, error_result
 from .config import Config
 from .discover import RunLocation, discover
 from .errors import StateFileError
@@ -29,7 +29,8 @@ def audit(
     """Return the audit of every run found below `paths` (folders or trainer_state.json files).
 
     An unreadable run becomes a RunResult with verdict "error"; it never stops the others.
-    Raises UsageError when a path does not exist. `progress(done, total)` is called per run.
+    Raises UsageError when a path does not exist, or when `config.eval_key` names a key that
+    no readable run logs. `progress(done, total)` is called per run.
     With `curves` False, runs carry no train loss curve (`RunResult.train_losses` is empty),
     which keeps the memory of a large sweep's audit small. `jobs` worker processes share the
     runs (default: $CKPT_AUDIT_JOBS, else one per CPU once there are 64 runs or more); they are
@@ -37,7 +38,9 @@ def audit(
     """
     cfg = config or Config()
     locations = discover([os.fspath(p) for p in paths])
-    return AuditResult(tuple(audit_locations(locations, cfg, progress, curves, jobs)), cfg)
+    runs = tuple(audit_locations(locations, cfg, progress, curves, jobs))
+    check_eval_key(runs, cfg)
+    return AuditResult(runs, cfg)
 
 
 def audit_locations(

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from .config import Config
+from .errors import UsageError
+from .evidence import eval_curves as eval_curves_of
+from .evidence import sentence, weigh
 from .pair import Digest, Evaluation, History, pair_digest
 from .read import RunRecord
 from .results import CheckpointResult, DeployJudgement, Pick, RunResult
 from .score import gap_ratio, is_finite, overfit_ratio, perplexity, score
 
-# Float noise must not decide a flag that the SPEC puts exactly on the threshold.
-_EPSILON = 1e-12
 _CHECKPOINT_TAIL = re.compile(r"(?:^|[\\/])(checkpoint-(\d+))[\\/]*$")
 
 
@@ -25,18 +27,14 @@ def error_result(run_dir: str, message: str) -> RunResult:
     return RunResult(run_dir=run_dir, verdict="error", error=message)
 
 
-def is_overfit_pick(chosen: CheckpointResult, better: CheckpointResult, config: Config) -> bool:
-    """Return True when shipping `chosen` instead of `better` is an overfit pick (SPEC 4)."""
-    if chosen.step == better.step:
-        return False
-    return (chosen.overfit or 0.0) - (better.overfit or 0.0) >= config.min_gap_delta - _EPSILON
-
-
 def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResult:
     """Return the audit of one run read from disk; with `curves` False, without the train
-    loss curve (thousands of points per run: a sweep's report does not need them)."""
+    loss curve (thousands of points per run: a sweep's report does not need them) and without
+    the evaluation curves a later `judge_deploy` needs."""
     digest = record.digest
-    history = pair_digest(digest, config.eval_key, config.train_loss, curves)
+    trainer_best, trainer_warning = _trainer_best(record)
+    trainer_metric = _trainer_metric(record, digest, trainer_best)
+    history = pair_digest(digest, config.eval_key, config.train_loss, curves, trainer_metric)
     warnings = list(record.warnings) + list(history.warnings)
     rows = _rows(record, history, config)
     candidates = [r for r in rows if r.candidate]
@@ -45,19 +43,12 @@ def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResu
         candidates, key=lambda r: (r.score.total if r.score else math.inf, r.step), default=None
     )
     rows = [_replace_best(r) if best is not None and r.step == best.step else r for r in rows]
-    trainer_best, trainer_warning = _trainer_best(record)
     if trainer_warning:
         warnings.append(trainer_warning)
-    trainer_metric = _trainer_metric(record, digest, trainer_best)
     if trainer_metric and history.eval_key and trainer_metric != history.eval_key:
         warnings.append(
             f"the Trainer chose its best checkpoint on {trainer_metric}, not on "
             f"{history.eval_key}; the eval-only pick here is the lowest {history.eval_key}"
-        )
-    elif trainer_metric and history.eval_key is None and trainer_metric in history.eval_keys:
-        warnings.append(
-            f"the Trainer chose its best checkpoint on {trainer_metric}: "
-            f"--eval-key {trainer_metric} audits the same loss"
         )
     warnings.extend(_pairing_warnings(candidates))
     if record.history_only:
@@ -65,17 +56,33 @@ def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResu
             "no checkpoint folders: the picks come from the history alone "
             "(every evaluated step is a candidate)"
         )
-    if eval_only is None or best is None:
+    evidence = trainer_evidence = None
+    # Only a disagreement needs the other eval_* curves: most runs of a sweep skip them.
+    eval_curves: dict[str, dict[int, float]] = {}
+    if eval_only is None or best is None or history.eval_key is None:
         verdict, flagged = "no_candidates", False
         if history.eval_key is not None:
             warnings.append(
                 "no checkpoint on disk has a finite evaluation at its step: nothing to pick"
             )
-    elif eval_only.step == best.step:
-        verdict, flagged = "agree", False
     else:
-        flagged = is_overfit_pick(eval_only, best, config)
-        verdict = "overfit" if flagged else "differs"
+        trainer_row = next((r for r in rows if trainer_best and r.step == trainer_best.step), None)
+        judge_trainer = (
+            trainer_row is not None
+            and trainer_row.candidate
+            and trainer_row.step not in (eval_only.step, best.step)
+        )
+        if curves or eval_only.step != best.step or judge_trainer:
+            eval_curves = eval_curves_of(digest.eval_entries)
+        if eval_only.step == best.step:
+            verdict, flagged = "agree", False
+        else:
+            evidence = weigh(eval_only, best, eval_curves, history.eval_key, config)
+            flagged = evidence.flagged
+            verdict = "overfit" if flagged else "differs"
+        if judge_trainer:
+            assert trainer_row is not None
+            trainer_evidence = weigh(trainer_row, best, eval_curves, history.eval_key, config)
     return RunResult(
         run_dir=record.run_dir,
         verdict=verdict,
@@ -86,9 +93,13 @@ def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResu
         trainer_best=trainer_best,
         trainer_metric=trainer_metric,
         history_only=record.history_only,
+        evidence=evidence,
+        trainer_best_evidence=trainer_evidence,
         checkpoints=tuple(rows),
         warnings=tuple(warnings),
         train_losses=history.train_losses,
+        eval_keys=history.eval_keys,
+        eval_curves=eval_curves if curves else {},
     )
 
 
@@ -223,7 +234,8 @@ def _close(value: Any, target: float) -> bool:
 
 
 def judge_deploy(run: RunResult, checkpoint: str, config: Config) -> DeployJudgement:
-    """Return the gate's judgement of shipping `checkpoint` (a folder name) of `run`.
+    """Return the gate's judgement of shipping `checkpoint` (a folder name) of `run`, with the
+    flag rule of SPEC section 4 in place of the eval-only pick (`run` audited with curves).
 
     Raises ValueError when the checkpoint has no evaluation at its step or the run has no pick.
     """
@@ -236,21 +248,42 @@ def judge_deploy(run: RunResult, checkpoint: str, config: Config) -> DeployJudge
             f"{row.step}, so the gate cannot judge it"
         )
     best = run.row(run.scorer_pick)
-    if best is None:
+    if best is None or run.eval_key is None:
         raise ValueError(f"{run.run_dir} has no scorer pick to compare {checkpoint} with")
     if row.step == best.step:
         return DeployJudgement(
             run.run_dir, checkpoint, row.step, False, f"{checkpoint} is the scorer's pick"
         )
-    flagged = is_overfit_pick(row, best, config)
-    margin = (row.overfit or 0.0) - (best.overfit or 0.0)
-    relation = ">=" if flagged else "<"
+    evidence = weigh(row, best, run.eval_curves, run.eval_key, config)
     return DeployJudgement(
         run.run_dir,
         checkpoint,
         row.step,
-        flagged,
-        f"{checkpoint} overfits by {row.overfit or 0.0:.3f} against {best.overfit or 0.0:.3f} "
-        f"for the scorer's pick {best.checkpoint or best.step}: margin {margin:.3f} {relation} "
-        f"min_gap_delta {config.min_gap_delta:g}",
+        evidence.flagged,
+        sentence(evidence, row, best, config),
+        evidence,
     )
+
+
+def check_eval_key(runs: Iterable[RunResult], config: Config) -> None:
+    """Raise UsageError when the configured eval key is logged by none of the runs that could
+    be read: a typo must never turn every run into "no_candidates" (SPEC section 2)."""
+    wanted = config.eval_key
+    if wanted is None:
+        return
+    logged: set[str] = set()
+    read = False
+    for run in runs:
+        if run.error is not None:
+            continue
+        if run.eval_key == wanted:
+            return
+        read = True
+        logged.update(run.eval_keys)
+    if read:
+        raise UsageError(
+            f"eval key '{wanted}' (--eval-key, config eval_key) is logged by no run (they "
+            f"log: "
+            f"{', '.join(sorted(logged)) or 'no evaluation loss at all'}); "
+            "pass one of those, or leave --eval-key out"
+        )

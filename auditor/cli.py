@@ -332,7 +332,9 @@ def scan(
       ckpt-audit scan outputs/ --sort score --top 5
     """
     config = _load_config(config_path, eval_key)
-    if fmt == "json" and not (sort or top):
+    # A named eval key is checked against every run before a report is made, so a typo is an
+    # error rather than a report of runs with nothing to pick.
+    if fmt == "json" and not (sort or top or config.eval_key):
         _stream_json(paths, config, quiet, output)
         return
     # Only the HTML report draws loss curves; a sweep's curves would dominate its memory.

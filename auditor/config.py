@@ -13,6 +13,7 @@ from typing import Any
 from .errors import ConfigError
 
 TRAIN_LOSS_PAIRINGS = ("last", "mean")
+METRIC_DIRECTIONS = ("higher", "lower", "ignore")
 #: Findings that can fail `check`: a flagged run, a run with no candidate, a disagreement.
 FAIL_ON_CHOICES = ("overfit", "no_candidates", "differs")
 
@@ -39,7 +40,14 @@ class Config:
     #: "last": the last logged train loss at or before the eval step (SPEC);
     #: "mean": the mean of the train losses logged since the previous evaluation.
     train_loss: str = "last"
-    fail_on: tuple[str, ...] = ("overfit",)
+    #: How many times the eval noise the eval-only pick's lower eval loss must exceed to count
+    #: as evidence against the flag; None: no noise check (SPEC v2 section 4).
+    noise_k: float | None = 2.0
+    #: Let task metrics logged at both picks (eval_accuracy, ...) contradict the flag.
+    task_metrics: bool = True
+    #: A metric's direction by log key (higher, lower or ignore), over the one its name gives.
+    metrics: dict[str, str] = field(default_factory=dict)
+    fail_on: tuple[str, ...] = ("overfit", "no_candidates")
     #: Let `check` pass runs that cannot be read (the gate fails closed by default).
     allow_unreadable: bool = False
 
@@ -57,6 +65,7 @@ class Config:
         """Return the config as plain data (what `ckpt-audit config` prints)."""
         data = dataclasses.asdict(self)
         data["fail_on"] = list(self.fail_on)
+        data["metrics"] = dict(self.metrics)
         return data
 
 
@@ -133,12 +142,39 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "config") -> Conf
                 f" got {value!r}"
             )
         kwargs["fail_on"] = tuple(value)
+    if "noise_k" in data:
+        value = data["noise_k"]
+        kwargs["noise_k"] = None if value is None else _at_least_zero(value, "noise_k", source)
+    if "task_metrics" in data:
+        if not isinstance(data["task_metrics"], bool):
+            raise ConfigError(f"{source}: 'task_metrics' must be true or false")
+        kwargs["task_metrics"] = data["task_metrics"]
+    if "metrics" in data:
+        kwargs["metrics"] = _metrics(data["metrics"], source)
     if "allow_unreadable" in data:
         value = data["allow_unreadable"]
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: 'allow_unreadable' must be true or false")
         kwargs["allow_unreadable"] = value
     return Config(**kwargs)
+
+
+def _metrics(value: Any, source: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and k for k in value):
+        raise ConfigError(
+            f"{source}: 'metrics' must map log keys to higher, lower or ignore, "
+            "e.g. {eval_bleu: higher}"
+        )
+    for key, direction in value.items():
+        if direction not in METRIC_DIRECTIONS:
+            raise ConfigError(
+                f"{source}: 'metrics.{key}' must be one of {', '.join(METRIC_DIRECTIONS)},"
+                f" got {direction!r}"
+            )
+    # Keys are matched as logged; `bleu` means the Trainer's `eval_bleu`.
+    return {k if k.startswith("eval_") else f"eval_{k}": v for k, v in value.items()}
 
 
 # PyYAML follows YAML 1.1, where `1e-3` (no dot) is a string; people write it as a number.
@@ -193,13 +229,20 @@ _COMMENTS = {
     "perplexity_cap": "The perplexity term is min(exp(eval_loss) / perplexity_cap, 1).",
     "improvement_bonus": "Added to the score when an evaluation sets a new best eval loss.",
     "min_gap_delta": "A run is flagged when the eval-only pick overfits by at least this much\n"
-    "more than the scorer's pick (overfit = max(0, eval - train) / eval).",
-    "eval_key": "Log key of the selection loss; null: eval_loss, or the run's only\n"
-    "eval_<name>_loss.",
+    "more than the scorer's pick (overfit = max(0, eval - train) / eval), and the held-out\n"
+    "evidence (noise_k, task_metrics) does not say it is better.",
+    "noise_k": "Not flagged when the eval-only pick's eval loss is lower by more than noise_k\n"
+    "times the eval noise of the run's curve; null: no noise check.",
+    "task_metrics": "Not flagged when a task metric logged at both picks (eval_accuracy, f1,\n"
+    "wer, ...) rates the eval-only pick better by more than noise_k times its noise.",
+    "metrics": "A metric's direction by log key (higher, lower or ignore), over the one its\n"
+    "name gives, e.g. {eval_bleu: higher, eval_length: ignore}.",
+    "eval_key": "Log key of the selection loss; null: per run, eval_loss, else the Trainer's\n"
+    "own selection loss, else the run's only eval_<name>_loss.",
     "train_loss": "Train loss paired with an evaluation: last (the last logged at or before\n"
     "its step) or mean (the mean of those logged since the previous evaluation).",
     "fail_on": "Verdicts that fail `ckpt-audit check` (exit 1): any of overfit, differs,\n"
-    "no_candidates.",
+    "no_candidates (a run that could not be judged).",
     "allow_unreadable": "Let `check` pass runs that cannot be read (it fails closed by default).",
 }
 

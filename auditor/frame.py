@@ -40,6 +40,13 @@ RUN_COLUMNS: dict[str, str] = {
     "trainer_best_checkpoint": "str",
     "trainer_best_step": "int",
     "trainer_metric": "str",
+    "eval_noise": "float",
+    "eval_delta": "float",
+    "eval_samples": "int",
+    "outcome": "str",
+    "contradicting_metric": "str",
+    "trainer_best_outcome": "str",
+    "decision": "str",
     "warnings": "int",
 }
 
@@ -97,8 +104,13 @@ def _pick_fields(prefix: str, pick: Pick | None, row: CheckpointResult | None) -
 
 def run_records(result: AuditResult) -> list[dict[str, Any]]:
     """Return one flat dict per run (the columns of RUN_COLUMNS, in order)."""
+    from .evidence import decision
+
     out = []
     for run in result.runs:
+        evidence = run.evidence
+        metric = evidence.contradicting_metric if evidence is not None else None
+        trainer = run.trainer_best_evidence
         record: dict[str, Any] = {
             "run_dir": run.run_dir,
             "verdict": run.verdict,
@@ -113,6 +125,13 @@ def run_records(result: AuditResult) -> list[dict[str, Any]]:
             "trainer_best_checkpoint": run.trainer_best.checkpoint if run.trainer_best else None,
             "trainer_best_step": run.trainer_best.step if run.trainer_best else None,
             "trainer_metric": run.trainer_metric,
+            "eval_noise": evidence.eval_noise if evidence else None,
+            "eval_delta": evidence.eval_delta if evidence else None,
+            "eval_samples": evidence.eval_samples if evidence else None,
+            "outcome": evidence.outcome if evidence else None,
+            "contradicting_metric": metric.key if metric else None,
+            "trainer_best_outcome": trainer.outcome if trainer else None,
+            "decision": decision(run, result.config),
             "warnings": len(run.warnings),
         }
         out.append({name: record[name] for name in RUN_COLUMNS})

@@ -10,7 +10,7 @@ from .audit import judge_deploy
 from .config import Config
 from .discover import LAST_CHECKPOINT, STATE_FILE, checkpoint_step
 from .errors import UsageError
-from .results import AuditResult
+from .results import AuditResult, RunResult
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -45,6 +45,16 @@ def run_deploy_gate(
     return replace(result, deploy=judgement)
 
 
+def run_fails(run: RunResult, config: Config) -> bool:
+    """Return True when `run` fails the gate: its verdict is in `fail_on`, or the checkpoint
+    the Trainer recorded as best is an overfit pick and `overfit` is in `fail_on`."""
+    if run.error is not None:
+        return False
+    return run.verdict in config.fail_on or (
+        "overfit" in config.fail_on and run.trainer_best_flagged
+    )
+
+
 def gate_exit_code(result: AuditResult) -> tuple[int, str]:
     """Return (exit code, reason): 0 pass, 1 a finding fails the gate, 2 a run is unreadable."""
     config = result.config
@@ -57,11 +67,12 @@ def gate_exit_code(result: AuditResult) -> tuple[int, str]:
     failing = [
         run
         for run in result.runs
-        if run.verdict in config.fail_on
+        if run_fails(run, config)
         and (deploy_dir is None or os.path.realpath(run.run_dir) != deploy_dir)
     ]
     if result.deploy is not None and result.deploy.flagged:
-        return EXIT_GATE_FAILED, f"FAIL: deploying {result.deploy.reason}"
+        deploy = result.deploy
+        return EXIT_GATE_FAILED, f"FAIL: deploying {deploy.checkpoint}: {deploy.reason}"
     if failing:
         names = ", ".join(r.run_dir for r in failing[:5])
         return EXIT_GATE_FAILED, (

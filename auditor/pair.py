@@ -74,8 +74,11 @@ def _key_kind(key: str) -> int:
     return _OTHER_KEY
 
 
-def choose_eval_key(keys: Iterable[str], wanted: str | None) -> tuple[str | None, str | None]:
-    """Return (eval key, warning) for a history holding `keys` (SPEC section 2)."""
+def choose_eval_key(
+    keys: Iterable[str], wanted: str | None, trainer_key: str | None = None
+) -> tuple[str | None, str | None]:
+    """Return (eval key, warning) for a history holding the eval-loss keys `keys` (SPEC
+    section 2); `trainer_key` is the key the Trainer selected its best checkpoint on, if known."""
     present = set(keys)
     if wanted is not None:
         if wanted in present:
@@ -87,6 +90,8 @@ def choose_eval_key(keys: Iterable[str], wanted: str | None) -> tuple[str | None
         )
     if DEFAULT_EVAL_KEY in present:
         return DEFAULT_EVAL_KEY, None
+    if trainer_key in present:
+        return trainer_key, None
     named = sorted(k for k in present if _NAMED_EVAL_LOSS.match(k))
     if len(named) == 1:
         return named[0], None
@@ -228,10 +233,14 @@ def pair_history(
 
 
 def pair_digest(
-    digest: Digest, eval_key: str | None = None, train_loss: str = "last", curves: bool = True
+    digest: Digest,
+    eval_key: str | None = None,
+    train_loss: str = "last",
+    curves: bool = True,
+    trainer_key: str | None = None,
 ) -> History:
     """Return the History of an already digested log_history (see `pair_history`); with
-    `curves` False, without its `train_losses`."""
+    `curves` False, without its `train_losses`. `trainer_key`: see `choose_eval_key`."""
     warnings: list[str] = []
     train = digest.train
     evals_by_key = digest.evals
@@ -243,7 +252,7 @@ def pair_digest(
             f"{skipped_entries} log_history entr{'y' if skipped_entries == 1 else 'ies'} "
             "skipped: not an object or without a whole-number 'step'"
         )
-    key, key_warning = choose_eval_key(evals_by_key, eval_key)
+    key, key_warning = choose_eval_key(evals_by_key, eval_key, trainer_key)
     if key_warning:
         warnings.append(key_warning)
     train_steps = sorted(train)

@@ -14,8 +14,15 @@ if TYPE_CHECKING:
 
     from .sweep import SweepBest
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VERDICTS = ("agree", "overfit", "differs", "no_candidates", "error")
+#: The order of verdicts when findings come first (reports, `scan --sort verdict`).
+VERDICT_ORDER = ("overfit", "error", "differs", "no_candidates", "agree")
+
+
+def verdict_rank(verdict: str) -> int:
+    """Return a verdict's place in VERDICT_ORDER (findings first; unknown ones last)."""
+    return VERDICT_ORDER.index(verdict) if verdict in VERDICT_ORDER else len(VERDICT_ORDER)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,65 @@ class CheckpointResult:
 
 
 @dataclass(frozen=True)
+class MetricEvidence:
+    """A task metric logged at both checkpoints: which one it rates better, beyond its noise."""
+
+    key: str
+    direction: str
+    eval_only: float
+    scorer: float
+    noise: float | None
+    #: "eval_only" (the checkpoint judged), "scorer" (the scorer's pick) or "neither".
+    favours: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the SPEC section 6 form."""
+        return {
+            "key": self.key,
+            "direction": self.direction,
+            "eval_only": self.eval_only,
+            "scorer": self.scorer,
+            "noise": self.noise,
+            "favours": self.favours,
+        }
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the held-out data say about shipping one checkpoint instead of the scorer's pick."""
+
+    #: Robust noise of the eval-loss curve; None with fewer than five evaluations.
+    eval_noise: float | None
+    #: eval_loss(scorer's pick) - eval_loss(judged checkpoint).
+    eval_delta: float
+    #: Evaluation samples at the judged checkpoint (runtime x samples per second), if logged.
+    eval_samples: int | None
+    metrics: tuple[MetricEvidence, ...]
+    #: One of OUTCOMES.
+    outcome: str
+
+    @property
+    def flagged(self) -> bool:
+        """True when the judged checkpoint is an overfit pick."""
+        return self.outcome == "flagged"
+
+    @property
+    def contradicting_metric(self) -> MetricEvidence | None:
+        """Return the first task metric that rates the judged checkpoint better, if any."""
+        return next((m for m in self.metrics if m.favours == "eval_only"), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the SPEC section 6 `evidence` object."""
+        return {
+            "eval_noise": self.eval_noise,
+            "eval_delta": self.eval_delta,
+            "eval_samples": self.eval_samples,
+            "metrics": [m.to_dict() for m in self.metrics],
+            "outcome": self.outcome,
+        }
+
+
+@dataclass(frozen=True)
 class RunResult:
     """The audit of one run: its picks, the overfit flag, the verdict and every checkpoint."""
 
@@ -94,10 +160,24 @@ class RunResult:
     #: The log key whose value the Trainer recorded as best_metric (e.g. eval_accuracy).
     trainer_metric: str | None = None
     history_only: bool = False
+    #: The held-out evidence on the eval-only pick, when the picks differ.
+    evidence: Evidence | None = None
+    #: The same judgement of the Trainer's best checkpoint, when it is neither pick.
+    trainer_best_evidence: Evidence | None = None
     checkpoints: tuple[CheckpointResult, ...] = ()
     warnings: tuple[str, ...] = ()
     #: Every logged (step, train loss) of the history, for curves.
     train_losses: tuple[tuple[int, float], ...] = field(default=(), repr=False)
+    #: Every eval-loss key the history logs (what --eval-key may name).
+    eval_keys: tuple[str, ...] = field(default=(), repr=False)
+    #: Every eval_* key's curve (step -> finite value), to judge another checkpoint later
+    #: (`check --deploy`); empty when the audit kept no curves.
+    eval_curves: dict[str, dict[int, float]] = field(default_factory=dict, repr=False)
+
+    @property
+    def trainer_best_flagged(self) -> bool:
+        """True when the checkpoint the Trainer recorded as best is an overfit pick."""
+        return self.trainer_best_evidence is not None and self.trainer_best_evidence.flagged
 
     def row(self, pick: Pick | None) -> CheckpointResult | None:
         """Return the checkpoint row of `pick`, or None."""
@@ -129,6 +209,10 @@ class RunResult:
             "trainer_metric": self.trainer_metric,
             "history_only": self.history_only,
             "checkpoints": [c.to_dict() for c in self.checkpoints],
+            "evidence": self.evidence.to_dict() if self.evidence else None,
+            "trainer_best_evidence": (
+                self.trainer_best_evidence.to_dict() if self.trainer_best_evidence else None
+            ),
             "warnings": list(self.warnings),
         }
 
@@ -142,6 +226,8 @@ class DeployJudgement:
     step: int
     flagged: bool
     reason: str
+    #: The held-out evidence on shipping this checkpoint instead of the scorer's pick.
+    evidence: Evidence | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -151,6 +237,7 @@ class DeployJudgement:
             "step": self.step,
             "flagged": self.flagged,
             "reason": self.reason,
+            "evidence": self.evidence.to_dict() if self.evidence else None,
         }
 
 
@@ -182,7 +269,7 @@ class AuditResult:
         return tuple(r for r in self.runs if r.error is not None)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the SPEC section 6 report (schema_version 1)."""
+        """Return the SPEC section 6 report (schema_version 2)."""
         data: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "runs": [r.to_dict() for r in self.runs],

@@ -8,11 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .choices import SORT_KEYS
-from .results import CheckpointResult, RunResult, finite_or_none
-
-#: Run orders for `scan --sort`: best first for score and eval_loss, widest gap first, and
-#: findings first for verdict.
-_VERDICT_ORDER = {"overfit": 0, "error": 1, "differs": 2, "no_candidates": 3, "agree": 4}
+from .results import CheckpointResult, RunResult, finite_or_none, verdict_rank
 
 
 @dataclass(frozen=True)
@@ -147,7 +143,7 @@ def _by_gap(run: RunResult) -> tuple[int, float]:
 
 _SORTERS: dict[str, Callable[[RunResult], Any]] = {
     "run": lambda run: run.run_dir,
-    "verdict": lambda run: _VERDICT_ORDER.get(run.verdict, len(_VERDICT_ORDER)),
+    "verdict": lambda run: verdict_rank(run.verdict),
     "score": _by_score,
     "eval_loss": _by_eval_loss,
     "gap": _by_gap,

@@ -7,12 +7,11 @@ import os
 from html import escape
 
 from .. import __version__
-from ..config import to_yaml
-from ..results import AuditResult, CheckpointResult, Pick, RunResult
+from ..config import Config, to_yaml
+from ..evidence import decision
+from ..results import VERDICT_ORDER, AuditResult, CheckpointResult, Pick, RunResult, verdict_rank
 from .text import marks, number, safe
 
-#: Overview order: what needs attention first.
-VERDICT_ORDER = ("overfit", "error", "differs", "no_candidates", "agree")
 VERDICT_TEXT = {
     "overfit": "overfit pick",
     "error": "unreadable",
@@ -49,7 +48,7 @@ def render(result: AuditResult, view: str = "runs") -> str:
         "<header><h1>Checkpoint audit</h1>",
         f'<p class="lede">{len(result.runs)} {noun} audited{escape(below)}: '
         f"{escape(counts)}.</p></header>",
-        _findings(flagged, names),
+        _findings(flagged, names, result.config),
         _overview(runs, names),
         *(
             _run_section(index, run, names[index], result, chart)
@@ -61,7 +60,7 @@ def render(result: AuditResult, view: str = "runs") -> str:
     return "\n".join(parts)
 
 
-def explain(run: RunResult, min_gap_delta: float = 0.10) -> str:
+def explain(run: RunResult, config: Config | None = None) -> str:
     """Return one plain-language sentence saying what each selection rule would ship and why."""
     if run.error is not None:
         return f"Could not be read: {safe(run.error)}"
@@ -70,18 +69,15 @@ def explain(run: RunResult, min_gap_delta: float = 0.10) -> str:
         if run.eval_key is None:
             return "Nothing to pick: the run has no eval loss to select on (see the warnings)."
         return "Nothing to pick: no checkpoint on disk has a finite eval loss at its step."
+    said = decision(run, config or Config())
     if run.verdict == "agree":
-        return f"Both rules pick {_name(eval_only)} ({_losses(eval_only)})."
-    if run.flagged:
-        return (
-            f"Eval-only selection would ship {_name(eval_only)} ({_losses(eval_only)}); "
-            f"the score prefers {_name(scorer)} ({_losses(scorer)})."
-        )
-    return (
-        f"The picks differ: eval-only selection takes {_name(eval_only)} ({_losses(eval_only)}), "
-        f"the score prefers {_name(scorer)} ({_losses(scorer)}); that overfits less, but by "
-        f"under {min_gap_delta:g}, so the run is not flagged."
-    )
+        agreed = f"Both rules pick {_name(eval_only)} ({_losses(eval_only)})."
+        return agreed if said is None else f"{agreed} {_capital(safe(said))}."
+    return _capital(safe(said or "")) + "."
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def short_names(run_dirs: list[str]) -> tuple[str, list[str]]:
@@ -101,7 +97,7 @@ def short_names(run_dirs: list[str]) -> tuple[str, list[str]]:
 
 
 def _rank(run: RunResult) -> int:
-    return VERDICT_ORDER.index(run.verdict) if run.verdict in VERDICT_ORDER else len(VERDICT_ORDER)
+    return verdict_rank(run.verdict)
 
 
 def _name(row: CheckpointResult) -> str:
@@ -130,7 +126,7 @@ def _badge(run: RunResult) -> str:
     return f'<span class="badge {escape(run.verdict)}">{escape(text)}</span>'
 
 
-def _findings(flagged: list[tuple[int, RunResult]], names: list[str]) -> str:
+def _findings(flagged: list[tuple[int, RunResult]], names: list[str], config: Config) -> str:
     if not flagged:
         return (
             '<section class="findings ok"><p>No run would ship an overfit checkpoint with '
@@ -138,7 +134,7 @@ def _findings(flagged: list[tuple[int, RunResult]], names: list[str]) -> str:
         )
     noun = "run" if len(flagged) == 1 else "runs"
     items = "\n".join(
-        f'<li><a href="#{_anchor(i)}">{escape(names[i])}</a>: {escape(explain(r))}</li>'
+        f'<li><a href="#{_anchor(i)}">{escape(names[i])}</a>: {escape(explain(r, config))}</li>'
         for i, r in flagged
     )
     return (
@@ -159,11 +155,11 @@ _OVERVIEW_COLUMNS = (
     ("verdict", ""),
     ("checkpoint", "g-eval"),
     ("eval loss", "num g-eval"),
-    ("gap", "num g-eval"),
+    ("overfit", "num g-eval"),
     ("score", "num g-eval"),
     ("checkpoint", "g-score"),
     ("eval loss", "num g-score"),
-    ("gap", "num g-score"),
+    ("overfit", "num g-score"),
     ("score", "num g-score"),
     ("trainer's best", ""),
     ("ckpts", "num"),
@@ -180,8 +176,8 @@ def _overview(runs: list[tuple[int, RunResult]], names: list[str]) -> str:
     )
     rows = "\n".join(_overview_row(i, r, names[i]) for i, r in runs)
     return (
-        '<section><h2>Runs</h2><p class="hint">Click a column header to sort. Gap is '
-        "|train - eval| / eval; lower scores are better.</p>\n"
+        '<section><h2>Runs</h2><p class="hint">Click a column header to sort. Overfit is '
+        "max(0, eval - train) / eval, what the flag weighs; lower scores are better.</p>\n"
         + '<div class="scroll">'
         + _OVERVIEW_HEAD.format(cells=cells)
         + f"\n{rows}\n</tbody></table></div></section>"
@@ -212,7 +208,7 @@ def _pick_cells(run: RunResult, pick: Pick | None, group: str) -> list[str]:
     return [
         f'<td class="{group}" data-sort="{row.step}">{escape(_name(row))}</td>',
         _num_cell(row.eval_loss, group, 3),
-        _num_cell(row.gap, group, 3),
+        _num_cell(row.overfit, group, 3),
         _num_cell(row.score.total if row.score else None, group, 3),
     ]
 
@@ -265,7 +261,7 @@ def _run_section(
         f'<section class="run {escape(run.verdict)}" id="{_anchor(index)}">',
         f"<h2>{escape(short)} {_badge(run)}</h2>",
         f'<p class="path">{escape(safe(run.run_dir))}</p>' if short != safe(run.run_dir) else "",
-        f'<p class="why">{escape(explain(run, result.config.min_gap_delta))}</p>',
+        f'<p class="why">{escape(explain(run, result.config))}</p>',
     ]
     if chart is not None:
         parts.append(f'<figure class="chart">{chart}</figure>')

@@ -7,8 +7,11 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from ..config import Config
+from ..evidence import decision
+from ..gate import run_fails
 from ..results import AuditResult, RunResult
-from .text import number, pick_with_gap
+from .text import evidence_line, number, pick_with_gap
 
 # XML 1.0 cannot hold most control characters or lone surrogates (a folder name that is not
 # UTF-8 reaches Python as surrogates); they are dropped rather than break the whole report.
@@ -54,7 +57,7 @@ def render(result: AuditResult, view: str = "runs") -> str:
 
 def _case(run: RunResult, result: AuditResult) -> ET.Element:
     case = ET.Element("testcase", {"classname": SUITE, "name": clean(run.run_dir)})
-    summary = _summary(run)
+    summary = _summary(run, result.config)
     deployed = result.deploy is not None and _same_dir(result.deploy.run_dir, run.run_dir)
     if run.error is not None:
         if result.config.allow_unreadable:
@@ -62,9 +65,10 @@ def _case(run: RunResult, result: AuditResult) -> ET.Element:
         else:
             error = ET.SubElement(case, "error", {"message": clean(run.error), "type": "error"})
             error.text = clean(run.error)
-    elif run.verdict in result.config.fail_on and not deployed:
-        failure = ET.SubElement(case, "failure", {"message": clean(summary), "type": run.verdict})
-        failure.text = clean(_details(run))
+    elif run_fails(run, result.config) and not deployed:
+        kind = run.verdict if run.verdict in result.config.fail_on else "trainer_best"
+        failure = ET.SubElement(case, "failure", {"message": clean(summary), "type": kind})
+        failure.text = clean(_details(run, result.config))
     out = ET.SubElement(case, "system-out")
     out.text = clean("\n".join([summary, *(f"warning: {w}" for w in run.warnings)]))
     return case
@@ -85,17 +89,20 @@ def _deploy_case(result: AuditResult) -> ET.Element:
     return case
 
 
-def _summary(run: RunResult) -> str:
+def _summary(run: RunResult, config: Config) -> str:
     if run.error is not None:
         return f"error: {run.error}"
+    said = decision(run, config)
+    if said is not None:
+        return f"{run.verdict}: {said}"
     return (
         f"{run.verdict}: eval-only pick {pick_with_gap(run, run.eval_only_pick)}, "
         f"scorer pick {pick_with_gap(run, run.scorer_pick)}"
     )
 
 
-def _details(run: RunResult) -> str:
-    lines = [_summary(run)]
+def _details(run: RunResult, config: Config) -> str:
+    lines = [_summary(run, config)]
     for name, pick in (("eval-only pick", run.eval_only_pick), ("scorer pick", run.scorer_pick)):
         row = run.row(pick)
         if row is None or pick is None:
@@ -105,6 +112,9 @@ def _details(run: RunResult) -> str:
             f"train_loss {number(row.train_loss)}, overfit {number(row.overfit)}, "
             f"score {number(row.score.total if row.score else None)}"
         )
+    evidence = evidence_line(run)
+    if evidence:
+        lines.append(evidence)
     return "\n".join(lines)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from ..config import to_yaml
-from ..results import AuditResult, CheckpointResult, RunResult
+from ..evidence import decision
+from ..results import AuditResult, CheckpointResult, RunResult, verdict_rank
 from ..sweep import SweepPick
-from .text import number, pick_label, pick_with_gap, safe, score_cells
+from .text import decisions, evidence_line, number, pick_label, pick_with_gap, safe, score_cells
 
 _BACKTICKS = re.compile(r"`+")
 
@@ -18,7 +19,7 @@ def render(result: AuditResult, view: str = "runs") -> str:
     lines = [f"### {_headline(result)}", ""]
     if view == "checkpoints":
         for run in result.runs:
-            lines += _checkpoint_section(run)
+            lines += _checkpoint_section(run, result)
     else:
         lines += _run_table(result)
     if result.deploy is not None:
@@ -48,18 +49,12 @@ def _headline(result: AuditResult) -> str:
     return "Checkpoint audit: " + ", ".join(parts)
 
 
-def _findings_first(run: RunResult) -> int:
-    if run.flagged:
-        return 0
-    return 1 if run.error is not None else 2
-
-
 def _run_table(result: AuditResult) -> list[str]:
     lines = [
         "| run | verdict | eval-only pick | scorer pick | trainer best |",
         "|---|---|---|---|---|",
     ]
-    for run in sorted(result.runs, key=_findings_first):
+    for run in sorted(result.runs, key=lambda run: verdict_rank(run.verdict)):
         verdict = f"**{run.verdict.upper()}**" if run.flagged else run.verdict
         if run.error is not None:
             lines.append(f"| {code(run.run_dir)} | **error** | - | - | - |")
@@ -73,10 +68,14 @@ def _run_table(result: AuditResult) -> list[str]:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    found = sorted(decisions(result), key=lambda item: verdict_rank(item[0].verdict))
+    if found:
+        lines += [f"- {code(run.run_dir, cell=False)}: {text(line)}" for run, line in found]
+        lines.append("")
     return lines
 
 
-def _checkpoint_section(run: RunResult) -> list[str]:
+def _checkpoint_section(run: RunResult, result: AuditResult) -> list[str]:
     verdict = run.verdict.upper() if run.flagged else run.verdict
     lines = [f"#### {code(run.run_dir, cell=False)}: {verdict}", ""]
     if run.error is not None:
@@ -84,12 +83,18 @@ def _checkpoint_section(run: RunResult) -> list[str]:
     lines += [
         f"eval key: {code(run.eval_key or '-', cell=False)}",
         "",
-        "| step | checkpoint | eval_loss | train_loss | gap | c.eval | c.gap | c.ppl | c.improv "
-        "| score | pick |",
-        "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| step | checkpoint | eval_loss | train_loss | gap | overfit | c.eval | c.gap | c.ppl "
+        "| c.improv | score | pick |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     lines += [_checkpoint_row(run, row) for row in run.checkpoints]
     lines.append("")
+    evidence = evidence_line(run)
+    if evidence:
+        lines += [text(evidence), ""]
+    said = decision(run, result.config)
+    if said:
+        lines += [f"**Decision**: {text(said)}", ""]
     return lines
 
 
@@ -100,6 +105,7 @@ def _checkpoint_row(run: RunResult, row: CheckpointResult) -> str:
         number(row.eval_loss),
         number(row.train_loss),
         number(row.gap),
+        number(row.overfit),
         *score_cells(run, row),
     ]
     return "| " + " | ".join(cells) + " |"

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from ..evidence import decision
 from ..results import AuditResult, RunResult
-from .text import config_note, number, pick_label, pick_with_gap, safe, score_cells, verdict_label
+from .text import (
+    config_note,
+    decisions,
+    evidence_line,
+    number,
+    pick_label,
+    pick_with_gap,
+    safe,
+    score_cells,
+    verdict_label,
+)
 
 RUN_HEADERS = ("run", "ckpts", "evals", "eval-only pick", "scorer pick", "trainer best", "verdict")
 CHECKPOINT_HEADERS = (
@@ -12,6 +23,7 @@ CHECKPOINT_HEADERS = (
     "eval_loss",
     "train_loss",
     "gap",
+    "overfit",
     "ppl",
     "k",
     "c.eval",
@@ -31,9 +43,12 @@ def render(result: AuditResult, view: str = "runs", color: bool = False) -> str:
     from tabulate import tabulate
 
     if view == "checkpoints":
-        return "\n\n".join(_checkpoint_table(run) for run in result.runs) + "\n"
+        return "\n\n".join(_checkpoint_table(run, result) for run in result.runs) + "\n"
     rows = [_run_row(run, color) for run in result.runs]
     text = tabulate(rows, headers=RUN_HEADERS, tablefmt="simple", disable_numparse=True)
+    found = decisions(result)
+    if found:
+        text += "\n\n" + "\n".join(f"{safe(run.run_dir)}: {line}" for run, line in found)
     if result.deploy is not None:
         status = "FAIL" if result.deploy.flagged else "pass"
         text += (
@@ -91,7 +106,7 @@ def _run_row(run: RunResult, color: bool = False) -> tuple[str, ...]:
     )
 
 
-def _checkpoint_table(run: RunResult) -> str:
+def _checkpoint_table(run: RunResult, result: AuditResult) -> str:
     from tabulate import tabulate
 
     title = f"{safe(run.run_dir)}  [{verdict_label(run)}]"
@@ -107,6 +122,7 @@ def _checkpoint_table(run: RunResult) -> str:
                 number(row.eval_loss),
                 number(row.train_loss),
                 number(row.gap),
+                number(row.overfit),
                 number(row.perplexity, 2),
                 "-"
                 if row.epochs_without_improvement is None
@@ -115,4 +131,9 @@ def _checkpoint_table(run: RunResult) -> str:
             )
         )
     table = tabulate(rows, headers=CHECKPOINT_HEADERS, tablefmt="simple", disable_numparse=True)
-    return f"{title}\n{table}"
+    text = f"{title}\n{table}"
+    evidence = evidence_line(run)
+    if evidence:
+        text += "\n" + evidence
+    said = decision(run, result.config)
+    return text + (f"\ndecision: {safe(said)}" if said else "")

@@ -6,7 +6,8 @@ import math
 import re
 
 from ..config import Config
-from ..results import CheckpointResult, Pick, RunResult
+from ..evidence import decision
+from ..results import AuditResult, CheckpointResult, Pick, RunResult
 
 # Folder names and file content come from anyone: never let them move the cursor or recolour
 # the terminal. Lone surrogates are how Python spells a folder name's bytes that are not UTF-8;
@@ -36,12 +37,42 @@ def pick_label(pick: Pick | None) -> str:
 
 
 def pick_with_gap(run: RunResult, pick: Pick | None) -> str:
-    """Return "checkpoint-N (gap 0.123)" for a pick."""
+    """Return "checkpoint-N (eval 0.792, overfit 0.73)": a pick with the numbers the flag
+    weighs (eval loss, and the one-sided gap `overfit`)."""
     if pick is None:
         return "-"
     row = run.row(pick)
-    gap = f" (gap {number(row.gap, 3)})" if row is not None and row.gap is not None else ""
-    return pick_label(pick) + gap
+    if row is None or row.eval_loss is None:
+        return pick_label(pick)
+    return f"{pick_label(pick)} (eval {number(row.eval_loss, 3)}, overfit {number(row.overfit, 2)})"
+
+
+def decisions(result: AuditResult) -> list[tuple[RunResult, str]]:
+    """Return (run, its one-sentence decision) for every run that has one, in report order."""
+    found = []
+    for run in result.runs:
+        text = decision(run, result.config)
+        if text is not None:
+            found.append((run, safe(text)))
+    return found
+
+
+def evidence_line(run: RunResult) -> str | None:
+    """Return "evidence: eval noise ..., ...; outcome: ..." for a run whose picks differ."""
+    evidence = run.evidence
+    if evidence is None:
+        return None
+    parts = [
+        f"eval noise {number(evidence.eval_noise)}",
+        f"eval advantage {number(evidence.eval_delta)}",
+        f"eval samples {evidence.eval_samples if evidence.eval_samples is not None else '-'}",
+    ]
+    parts += [
+        f"{safe(m.key)} {number(m.eval_only)} vs {number(m.scorer)} ({m.direction} is better, "
+        f"noise {number(m.noise)}, favours {m.favours.replace('_', '-')})"
+        for m in evidence.metrics
+    ]
+    return f"evidence: {'; '.join(parts)}; outcome: {evidence.outcome}"
 
 
 def marks(run: RunResult, row: CheckpointResult) -> str:
