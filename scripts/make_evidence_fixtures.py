@@ -32,8 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-import auditor  # noqa: E402
 from make_real_overfit_fixture import make_data, strip_weights  # noqa: E402
+
+import auditor  # noqa: E402
 
 
 def settings(**changes: Any) -> argparse.Namespace:

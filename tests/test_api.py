@@ -153,6 +153,8 @@ def test_broken_and_oddly_named_runs_come_back_from_workers_as_they_are_audited_
     (tmp_path / "a-folder" / state).mkdir()
     shutil.rmtree(tmp_path / "diverged")
     shutil.copytree(FIXTURES / "examples" / "lm_diverged", tmp_path / "diverged")
+    shutil.rmtree(tmp_path / "fine")
+    shutil.copytree(FIXTURES / "real_overfit_flagged", tmp_path / "fine")
     locations = discover([str(tmp_path)])
     monkeypatch.setattr(api, "CHUNK_RUNS", 1)
 

@@ -24,7 +24,7 @@ def edit_state(path, change):
 
 
 def test_flagged_run_has_the_margin_of_the_spec():
-    run = only_run(FIXTURES / "sweep" / "run-0000")
+    run = only_run(FIXTURES / "real_overfit_flagged")
     assert run.verdict == "overfit" and run.flagged
     eval_only, best = run.row(run.eval_only_pick), run.row(run.scorer_pick)
     assert eval_only.eval_loss < best.eval_loss  # eval-only really picks the lowest eval loss
@@ -94,12 +94,19 @@ def test_trainer_metric_other_than_the_loss_is_reported():
     assert any("eval_accuracy" in w for w in run.warnings)
 
 
-def test_several_eval_sets_wait_for_a_named_key():
+def test_several_eval_sets_are_audited_on_the_trainers_selection_loss():
     run = only_run(EXAMPLES / "lm_multi_eval")
+    assert (run.eval_key, run.verdict, run.eval_only_pick.step) == ("eval_in_domain_loss", "agree", 120)
+    named = only_run(EXAMPLES / "lm_multi_eval", config=Config(eval_key="eval_ood_loss"))
+    assert named.eval_key == "eval_ood_loss" and named.verdict != "no_candidates"
+
+
+def test_several_eval_sets_without_the_trainers_choice_wait_for_a_named_key(copy_run):
+    run_dir = copy_run("examples/lm_multi_eval")
+    edit_state(run_dir / "trainer_state.json", lambda d: d.update(best_metric=None))
+    run = only_run(run_dir / "trainer_state.json")
     assert run.verdict == "no_candidates" and run.error is None
     assert any("eval_in_domain_loss" in w and "eval_ood_loss" in w for w in run.warnings)
-    named = only_run(EXAMPLES / "lm_multi_eval", config=Config(eval_key="eval_in_domain_loss"))
-    assert named.verdict == "agree" and named.eval_only_pick.step == 120
 
 
 def test_mixed_trainings_in_one_folder_are_not_mixed(copy_run):
@@ -180,10 +187,10 @@ def test_unreadable_run_becomes_an_error_row_and_others_still_audit(copy_run, tm
 
 
 def test_json_report_is_strict_and_follows_the_schema():
-    result = auditor.audit(EXAMPLES / "lm_diverged", FIXTURES / "sweep" / "run-0000")
+    result = auditor.audit(EXAMPLES / "lm_diverged", FIXTURES / "real_overfit_flagged")
     text = json.dumps(result.to_dict(), allow_nan=False)
     data = json.loads(text)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     run = data["runs"][1]
     for key in (
         "run_dir",
@@ -195,9 +202,17 @@ def test_json_report_is_strict_and_follows_the_schema():
         "scorer_pick",
         "trainer_best",
         "checkpoints",
+        "evidence",
         "warnings",
     ):
         assert key in run
+    assert set(run["evidence"]) == {
+        "eval_noise",
+        "eval_delta",
+        "eval_samples",
+        "metrics",
+        "outcome",
+    }
     row = next(c for c in run["checkpoints"] if c["is_best"])
     assert set(row["components"]) == {"eval", "gap", "perplexity", "improvement"}
     assert row["score"] == pytest.approx(sum(row["components"].values()))

@@ -19,7 +19,7 @@ from conftest import EXAMPLES, FIXTURES
 
 EXPECTED = yaml.safe_load((FIXTURES / "EXPECTED.yaml").read_text())
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-FLAGGED = str(FIXTURES / "sweep" / "run-0000")
+FLAGGED = str(FIXTURES / "real_overfit_flagged")
 HEALTHY = str(EXAMPLES / "lm_healthy")
 
 
@@ -32,12 +32,18 @@ def test_scan_prints_one_row_per_run_and_a_summary():
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["run", "ckpts", "evals"]
-    # header, rule, one row per run, a blank line, the sweep's best checkpoint
-    assert len(lines) == 2 + len(EXPECTED) + 2
+    # header, rule, one row per run, then a blank line
+    assert lines[2 + len(EXPECTED)] == ""
     assert lines[-1].startswith("best of the sweep by score: ")
-    flagged = next(line for line in lines if "run-0000" in line)
-    assert "checkpoint-500 (gap 0.731)" in flagged and "checkpoint-400" in flagged
+    flagged = next(line for line in lines if "real_overfit_flagged " in line)
+    assert "checkpoint-90 (eval 2.721, overfit 0.34)" in flagged
+    assert "checkpoint-30 (eval 2.725, overfit 0.14)" in flagged
     assert flagged.rstrip().endswith("OVERFIT")
+    # below the table, one decision per run whose picks differ
+    for name, want in EXPECTED.items():
+        if want["verdict"] in ("overfit", "differs"):
+            said = [line for line in lines if line.startswith(f"{FIXTURES / name}: ")]
+            assert len(said) == 1 and (" ship " in said[0] or " keep " in said[0]), name
     verdicts = Counter(want["verdict"] for want in EXPECTED.values())
     summary = ", ".join(
         f"{verdicts[v]} {v}"
@@ -54,8 +60,9 @@ def test_scan_json_on_stdout_only():
     data = json.loads(result.stdout)
     run = data["runs"][0]
     assert run["verdict"] == "overfit" and run["flagged"] is True
-    assert run["eval_only_pick"] == {"checkpoint": "checkpoint-500", "step": 500}
-    assert run["scorer_pick"] == {"checkpoint": "checkpoint-400", "step": 400}
+    assert run["eval_only_pick"] == {"checkpoint": "checkpoint-90", "step": 90}
+    assert run["scorer_pick"] == {"checkpoint": "checkpoint-30", "step": 30}
+    assert run["evidence"]["outcome"] == "flagged"
     assert "audited 1 run" in result.stderr
 
 
@@ -111,9 +118,43 @@ def test_check_passes_a_healthy_run():
 
 
 def test_check_fails_a_flagged_run():
-    result = invoke("check", str(FIXTURES / "sweep"))
+    result = invoke("check", str(FIXTURES / "sweep"), FLAGGED)
     assert result.exit_code == 1
-    assert "gate: FAIL" in result.stderr and "run-0000" in result.stderr
+    assert "gate: FAIL" in result.stderr and "real_overfit_flagged" in result.stderr
+    assert invoke("check", str(FIXTURES / "sweep")).exit_code == 0
+
+
+def test_check_fails_a_run_that_was_never_evaluated(copy_run):
+    run = copy_run("examples/lm_healthy")
+    for state in run.rglob("trainer_state.json"):
+        data = json.loads(state.read_text())
+        data["log_history"] = [e for e in data["log_history"] if "eval_loss" not in e]
+        state.write_text(json.dumps(data, indent=2, sort_keys=True))
+    result = invoke("check", str(run))
+    assert result.exit_code == 1
+    assert "no_candidates" in result.stderr
+
+
+def test_an_eval_key_no_run_logs_is_a_usage_error():
+    for command in ("check", "scan"):
+        result = invoke(command, str(FIXTURES / "sweep"), "--eval-key", "eval_los")
+        assert result.exit_code == 2, command
+        assert result.stdout == ""
+        assert "eval_los" in result.stderr and "eval_loss" in result.stderr
+    json_scan = invoke("scan", str(FIXTURES), "--eval-key", "eval_los", "--format", "json")
+    assert json_scan.exit_code == 2 and json_scan.stdout == ""
+
+
+def test_a_sweep_mixing_several_eval_sets_and_plain_runs_needs_no_option(tmp_path):
+    import shutil
+
+    for name in ("lm_multi_eval", "lm_healthy"):
+        shutil.copytree(EXAMPLES / name, tmp_path / name)
+    result = invoke("scan", str(tmp_path), "--format", "json")
+    runs = {Path(r["run_dir"]).name: r for r in json.loads(result.stdout)["runs"]}
+    assert runs["lm_multi_eval"]["eval_key"] == "eval_in_domain_loss"
+    assert runs["lm_healthy"]["eval_key"] == "eval_loss"
+    assert {r["verdict"] for r in runs.values()} == {"agree"}
 
 
 def test_check_fails_closed_on_an_unreadable_run(copy_run):
@@ -127,10 +168,10 @@ def test_check_fails_closed_on_an_unreadable_run(copy_run):
 
 
 def test_check_deploy_judges_the_checkpoint_you_ship():
-    shipped = invoke("check", "--deploy", f"{FLAGGED}/checkpoint-500")
+    shipped = invoke("check", "--deploy", f"{FLAGGED}/checkpoint-90")
     assert shipped.exit_code == 1
-    assert "deploy checkpoint-500: FAIL" in shipped.stdout
-    preferred = invoke("check", "--deploy", f"{FLAGGED}/checkpoint-400")
+    assert "deploy checkpoint-90: FAIL: ship checkpoint-30: " in shipped.stdout
+    preferred = invoke("check", "--deploy", f"{FLAGGED}/checkpoint-30")
     assert preferred.exit_code == 0
     assert "scorer's pick" in preferred.stdout
 

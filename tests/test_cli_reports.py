@@ -20,7 +20,7 @@ from conftest import EXAMPLES, FIXTURES
 REPO = FIXTURES.parent
 GOLDEN = REPO / "tests" / "golden"
 SWEEP = str(FIXTURES / "sweep")
-FLAGGED = str(FIXTURES / "sweep" / "run-0000")
+FLAGGED = str(FIXTURES / "real_overfit_flagged")
 HEALTHY = str(EXAMPLES / "lm_healthy")
 ANSI = "\x1b["
 

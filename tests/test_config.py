@@ -13,7 +13,7 @@ from auditor.config import Config, Weights, config_from_mapping, load_config, to
 from auditor.errors import ConfigError
 from conftest import EXAMPLES, FIXTURES
 
-FLAGGED = str(FIXTURES / "sweep" / "run-0000")
+FLAGGED = str(FIXTURES / "real_overfit_flagged")
 
 
 def write(tmp_path: Path, text: str, name: str = "audit.yaml") -> Path:

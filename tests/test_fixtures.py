@@ -31,6 +31,10 @@ def test_fixture_run(name):
     assert (run.trainer_best.step if run.trainer_best else None) == want["trainer_best"]
     if "trainer_metric" in want:
         assert run.trainer_metric == want["trainer_metric"]
+    assert run.eval_key == want.get("eval_key", "eval_loss")
+    assert (run.evidence.outcome if run.evidence else None) == want["outcome"]
+    judged = run.trainer_best_evidence
+    assert (judged.outcome if judged else None) == want.get("trainer_best_outcome")
 
 
 def test_eval_only_pick_is_what_load_best_model_at_end_picks_on_eval_loss():

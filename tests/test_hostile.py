@@ -40,7 +40,7 @@ def two_runs(copy_run, monkeypatch, tmp_path: Path) -> tuple[Path, Path]:
     """A run to break (lm_healthy) and a flagged run beside it that must still be audited."""
     monkeypatch.chdir(tmp_path)
     broken = copy_run("examples/lm_healthy", "outputs/broken")
-    flagged = copy_run("sweep/run-0000", "outputs/flagged")
+    flagged = copy_run("real_overfit_flagged", "outputs/flagged")
     return broken, flagged
 
 
@@ -454,7 +454,7 @@ def test_check_allow_unreadable_by_flag_and_by_config(gate_tree):
 
 
 def test_allow_unreadable_still_fails_on_a_flagged_run(gate_tree, copy_run):
-    copy_run("sweep/run-0000", "outputs/flagged")
+    copy_run("real_overfit_flagged", "outputs/flagged")
 
     result = cli("check", "outputs", "--allow-unreadable")
 

@@ -40,7 +40,7 @@ def hostile_tree(copy_run, monkeypatch, tmp_path: Path) -> Path:
     """A flagged run, a run with escape codes in its log keys and a broken run, all in folders
     named with escape codes; returns the folder holding them (the current directory)."""
     monkeypatch.chdir(tmp_path)
-    flagged = copy_run("sweep/run-0000", HOSTILE)
+    flagged = copy_run("real_overfit_flagged", HOSTILE)
     assert flagged.exists()
     keys = copy_run("examples/lm_healthy", "keys" + HOSTILE)
     for path in keys.rglob("trainer_state.json"):

@@ -20,7 +20,7 @@ def linked_tree(copy_run, monkeypatch, tmp_path: Path) -> Path:
     """Two runs under outputs/, with symlinks back up the tree, onto a run and onto themselves."""
     monkeypatch.chdir(tmp_path)
     healthy = copy_run("examples/lm_healthy", "outputs/healthy")
-    flagged = copy_run("sweep/run-0000", "outputs/nested/flagged")
+    flagged = copy_run("real_overfit_flagged", "outputs/nested/flagged")
     outputs = tmp_path / "outputs"
     (outputs / "nested" / "up").symlink_to(outputs)  # a loop through an ancestor
     (outputs / "alias").symlink_to(flagged)  # a second name for a run

@@ -18,7 +18,7 @@ from auditor.plot import overfit_spans, thin
 from auditor.render.html import explain
 from conftest import EXAMPLES, FIXTURES
 
-FLAGGED = FIXTURES / "sweep" / "run-0000"
+FLAGGED = FIXTURES / "real_overfit_flagged"
 FLAGGED_LINE = (
     "Eval-only selection would ship checkpoint-500 (train 0.213, eval 0.792: overfit 0.73); "
     "the score prefers checkpoint-400 (train 0.361, eval 0.87: overfit 0.59)."
@@ -138,7 +138,7 @@ def test_unreadable_run_is_reported_without_a_chart(copy_run, tmp_path):
 
 
 def test_folder_names_are_escaped(copy_run, tmp_path):
-    copy_run("sweep/run-0000", "<img src=x onerror=alert(1)>")
+    copy_run("real_overfit_flagged", "<img src=x onerror=alert(1)>")
     out = tmp_path / "r.html"
     result = invoke("report", str(tmp_path), "-o", str(out))
     assert result.exit_code == 0

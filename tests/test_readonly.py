@@ -84,7 +84,7 @@ def test_the_payload_really_runs_when_unpickled(tmp_path):
 
 
 def test_pickles_beside_the_checkpoints_are_never_loaded(copy_run, tmp_path, monkeypatch):
-    run = copy_run("sweep/run-0000")
+    run = copy_run("real_overfit_flagged")
     marker = tmp_path / "UNPICKLED"
     payload = pickle.dumps(Payload(marker))
     names = ["training_args.bin", "optimizer.pt", "rng_state.pth", "pytorch_model.bin"]

@@ -100,7 +100,7 @@ def test_numbers_flags_and_missing_values():
 
 def test_a_hostile_folder_name_cannot_run_in_a_spreadsheet(copy_run, tmp_path, monkeypatch):
     name = '=HYPERLINK("http://evil","x")'
-    copy_run("sweep/run-0000", dest=name)
+    copy_run("real_overfit_flagged", dest=name)
     monkeypatch.chdir(tmp_path)
     table = rows(csv_report.render(auditor.audit(name), "runs"))
     assert table[0]["run_dir"] == "'" + name

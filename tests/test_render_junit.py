@@ -86,7 +86,7 @@ def test_the_config_is_recorded_as_properties():
 
 def test_names_xml_cannot_hold_are_dropped_and_the_rest_escaped(copy_run, tmp_path):
     name = os.fsdecode(b'run-\x01<&"quote\xff')
-    copy_run("sweep/run-0000", dest=name)
+    copy_run("real_overfit_flagged", dest=name)
     result = auditor.audit(tmp_path)
     text = junit.render(result, "runs")
     root = ET.fromstring(text.encode("utf-8"))

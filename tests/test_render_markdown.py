@@ -78,7 +78,7 @@ def test_checkpoint_view_has_one_table_per_run_with_every_step():
 
 def test_hostile_folder_names_stay_inside_their_cell(copy_run):
     name = "a|b*c_d [x](e) <img> `t` @team #1"
-    run = copy_run("sweep/run-0000", dest=name)
+    run = copy_run("real_overfit_flagged", dest=name)
     text = markdown.render(auditor.audit(run), "runs")
     row = next(line for line in text.splitlines() if line.startswith("| `"))
     assert len(cells(row)) == 5
