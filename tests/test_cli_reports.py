@@ -59,7 +59,7 @@ def test_every_format_on_every_reporting_command(command, fmt):
 
 def test_scan_csv_matches_the_reviewed_golden_file(monkeypatch):
     monkeypatch.chdir(REPO)
-    result = invoke("scan", "fixtures/sweep", "--format", "csv")
+    result = invoke("scan", "fixtures/sweep", "fixtures/evidence", "--format", "csv")
     assert result.exit_code == 0
     assert result.stdout == (GOLDEN / "sweep.csv").read_text()
 
@@ -81,9 +81,12 @@ def test_scan_sort_and_top_trim_the_table_but_not_the_summary():
     rows = lines[2:4]
     assert rows[0].startswith(str(Path(SWEEP) / "run-0001"))
     assert lines[4] == ""
-    assert lines[5].startswith("best of the sweep by score: ")
-    assert len(lines) == 6
-    assert "audited 6 runs: 1 overfit, 1 differs, 4 agree" in result.stderr
+    assert lines[-1].startswith("best of the sweep by score: ")
+    # between the table and the sweep's best: the decisions of the shown runs only
+    shown = [row.split()[0] for row in rows]
+    assert all(line.split(": ")[0] in shown for line in lines[5:-2])
+    assert lines[-2] == ""
+    assert "audited 6 runs: 2 differs, 4 agree" in result.stderr
 
 
 def test_scan_top_in_json_keeps_the_sweep_best_of_all_runs():
@@ -145,22 +148,23 @@ def test_a_failed_write_leaves_the_existing_file_untouched(tmp_path, monkeypatch
 
 def test_output_file_gets_the_whole_report(tmp_path):
     target = tmp_path / "junit.xml"
-    result = invoke("check", SWEEP, "--format", "junit", "-o", str(target))
+    result = invoke("check", SWEEP, FLAGGED, "--format", "junit", "-o", str(target))
     assert result.exit_code == 1
     assert result.stdout == ""
     assert f"report written to {target}" in result.stderr
-    assert ET.parse(target).getroot().get("tests") == "6"
+    assert ET.parse(target).getroot().get("tests") == "7"
 
 
 def test_check_appends_its_summary_to_the_github_step_summary(tmp_path):
     summary = tmp_path / "step_summary.md"
     summary.write_text("earlier step\n")
-    result = invoke("check", SWEEP, "-q", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    env = {"GITHUB_STEP_SUMMARY": str(summary)}
+    result = invoke("check", SWEEP, FLAGGED, "-q", env=env)
     assert result.exit_code == 1
     assert result.stdout.startswith("run ")
     text = summary.read_text()
-    assert text.startswith("earlier step\n### Checkpoint audit: 1 of 6 runs flagged\n")
-    assert "| **OVERFIT** |" in text
+    assert text.startswith("earlier step\n### Checkpoint audit: 1 of 7 runs flagged\n")
+    assert "| **OVERFIT** |" in text and ": ship checkpoint-30: " in text
 
 
 def test_no_step_summary_turns_it_off(tmp_path):
@@ -181,8 +185,8 @@ def test_an_unwritable_step_summary_warns_and_the_gate_still_decides(tmp_path):
 
 
 def test_color_only_when_asked_or_on_a_terminal(monkeypatch):
-    coloured = invoke("scan", SWEEP, "--color", color=True)
-    line = next(x for x in coloured.stdout.splitlines() if "run-0000" in x)
+    coloured = invoke("scan", SWEEP, FLAGGED, "--color", color=True)
+    line = next(x for x in coloured.stdout.splitlines() if "real_overfit_flagged " in x)
     assert "\x1b[31m" in line and line.endswith("OVERFIT\x1b[0m")
     assert ANSI not in coloured.stderr
     plain = invoke("scan", SWEEP, "--no-color", color=True)

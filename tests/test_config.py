@@ -30,7 +30,12 @@ def test_defaults_are_the_spec():
         -0.1,
         0.10,
     )
-    assert (config.eval_key, config.train_loss, config.fail_on) == (None, "last", ("overfit",))
+    assert (config.eval_key, config.train_loss, config.fail_on) == (
+        None,
+        "last",
+        ("overfit", "no_candidates"),
+    )
+    assert (config.noise_k, config.task_metrics, config.metrics) == (2.0, True, {})
     assert config.allow_unreadable is False
 
 

@@ -8,6 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 import auditor
 from auditor.frame import CHECKPOINT_COLUMNS, RUN_COLUMNS
@@ -15,37 +16,40 @@ from auditor.results import AuditResult
 from conftest import EXAMPLES, FIXTURES
 
 EXPECTED_DTYPES = {"str": "string", "int": "Int64", "float": "float64", "bool": "bool"}
+EXPECTED = yaml.safe_load((FIXTURES / "EXPECTED.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
 def result() -> AuditResult:
-    return auditor.audit(EXAMPLES, FIXTURES / "sweep")
+    return auditor.audit(FIXTURES)
 
 
 def test_run_frame_has_one_typed_row_per_run(result):
     frame = result.to_frame()
-    assert len(frame) == 17
+    assert len(frame) == len(EXPECTED)
     assert list(frame.columns) == list(RUN_COLUMNS)
     assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == {
         name: EXPECTED_DTYPES[kind] for name, kind in RUN_COLUMNS.items()
     }
-    flagged = frame[frame["flagged"]]
-    assert flagged["run_dir"].str.endswith("run-0000").tolist() == [True]
-    assert flagged["scorer_step"].tolist() == [400]
-    assert frame["verdict"].value_counts().to_dict() == {
-        "agree": 12,
-        "differs": 3,
-        "overfit": 1,
-        "no_candidates": 1,
-    }
+    flagged = frame[frame["flagged"]].set_index("run_dir")
+    assert sorted(flagged.index) == sorted(
+        str(FIXTURES / name) for name, want in EXPECTED.items() if want["verdict"] == "overfit"
+    )
+    for run_dir, row in flagged.iterrows():
+        want = EXPECTED[run_dir[len(str(FIXTURES)) + 1 :]]
+        assert (row["scorer_step"], row["outcome"]) == (want["scorer"], "flagged")
+    counts: dict[str, int] = {}
+    for want in EXPECTED.values():
+        counts[want["verdict"]] = counts.get(want["verdict"], 0) + 1
+    assert frame["verdict"].value_counts().to_dict() == counts
 
 
 def test_missing_values_are_nan_and_na(result):
     frame = result.to_frame().set_index("run_dir")
-    multi = frame.loc[str(EXAMPLES / "lm_multi_eval")]
-    assert math.isnan(multi["scorer_eval_loss"])
-    assert multi["scorer_step"] is pd.NA
-    assert multi["error"] is pd.NA
+    agreed = frame.loc[str(EXAMPLES / "lm_healthy")]
+    assert math.isnan(agreed["eval_noise"]) and agreed["outcome"] is pd.NA
+    assert agreed["eval_samples"] is pd.NA
+    assert agreed["error"] is pd.NA
     assert frame["checkpoints"].dtype == "Int64"
 
 
@@ -57,7 +61,8 @@ def test_checkpoint_frame_has_every_step_of_every_run(result):
     }
     # One scorer's pick per run that has candidates.
     picks = frame[frame["is_best"]].groupby("run_dir").size()
-    assert len(picks) == 16 and set(picks) == {1}
+    with_picks = [name for name, want in EXPECTED.items() if want["scorer"] is not None]
+    assert len(picks) == len(with_picks) and set(picks) == {1}
 
 
 def test_diverged_steps_keep_nan_loss_and_infinite_score():

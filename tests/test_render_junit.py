@@ -34,7 +34,7 @@ def test_sweep_report_matches_the_reviewed_golden_file():
     here = os.getcwd()
     os.chdir(FIXTURES.parent)
     try:
-        text = junit.render(auditor.audit("fixtures/sweep"), "runs")
+        text = junit.render(auditor.audit("fixtures/sweep", "fixtures/evidence"), "runs")
     finally:
         os.chdir(here)
     assert text == (GOLDEN / "sweep.junit.xml").read_text()

@@ -32,7 +32,7 @@ def cells(line: str) -> list[str]:
 
 
 def test_sweep_summary_matches_the_reviewed_golden_file():
-    text = markdown.render(audit_relative("fixtures/sweep"), "runs")
+    text = markdown.render(audit_relative("fixtures/sweep", "fixtures/evidence"), "runs")
     assert text == (GOLDEN / "sweep.md").read_text()
 
 
