@@ -254,6 +254,8 @@ def judge_deploy(run: RunResult, checkpoint: str, config: Config) -> DeployJudge
         return DeployJudgement(
             run.run_dir, checkpoint, row.step, False, f"{checkpoint} is the scorer's pick"
         )
+    if run.eval_key not in run.eval_curves:
+        raise ValueError(f"{run.run_dir} was audited without its curves (curves=False)")
     evidence = weigh(row, best, run.eval_curves, run.eval_key, config)
     return DeployJudgement(
         run.run_dir,

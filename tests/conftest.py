@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,16 @@ import pytest
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EXAMPLES = FIXTURES / "examples"
+
+
+def drop_evaluations(run: Path) -> Path:
+    """Rewrite every trainer_state.json of `run` without its evaluations, in the Trainer's
+    layout: a run that was never evaluated. Returns `run`."""
+    for state in run.rglob("trainer_state.json"):
+        data = json.loads(state.read_text())
+        data["log_history"] = [e for e in data["log_history"] if "eval_loss" not in e]
+        state.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return run
 
 
 @pytest.fixture

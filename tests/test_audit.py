@@ -96,7 +96,11 @@ def test_trainer_metric_other_than_the_loss_is_reported():
 
 def test_several_eval_sets_are_audited_on_the_trainers_selection_loss():
     run = only_run(EXAMPLES / "lm_multi_eval")
-    assert (run.eval_key, run.verdict, run.eval_only_pick.step) == ("eval_in_domain_loss", "agree", 120)
+    assert (run.eval_key, run.verdict, run.eval_only_pick.step) == (
+        "eval_in_domain_loss",
+        "agree",
+        120,
+    )
     named = only_run(EXAMPLES / "lm_multi_eval", config=Config(eval_key="eval_ood_loss"))
     assert named.eval_key == "eval_ood_loss" and named.verdict != "no_candidates"
 

@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import main
-from conftest import FIXTURES
+from conftest import FIXTURES, drop_evaluations
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 TIMEOUT = 60.0
@@ -203,8 +203,12 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def fixtures_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Named folders, so a fixture added later does not change the counts.
-    bundled = [FIXTURES / "examples", FIXTURES / "sweep"]
+    # Named folders, so a fixture added later does not change the counts; and a run that was
+    # never evaluated, which has no pick to sort by.
+    never = tmp_path_factory.mktemp("never") / "never_evaluated"
+    shutil.copytree(FIXTURES / "examples" / "lm_healthy", never)
+    drop_evaluations(never)
+    bundled = [FIXTURES / "examples", FIXTURES / "sweep", FIXTURES / "real_overfit_flagged", never]
     return make_report(bundled, tmp_path_factory.mktemp("report") / "report.html")
 
 
@@ -217,21 +221,26 @@ def make_report(paths: list[Path], out: Path) -> Path:
 def test_report_renders_with_no_errors_and_every_chart_visible(browser, fixtures_report):
     browser.open(fixtures_report.as_uri())
     assert browser.errors() == []
-    assert browser.evaluate("document.querySelectorAll('figure.chart').length") == 17
-    assert browser.evaluate(VISIBLE_CHARTS) == 17
-    assert browser.evaluate("document.title") == "Checkpoint audit: 17 runs, 1 flagged"
+    assert browser.evaluate("document.querySelectorAll('figure.chart').length") == 19
+    assert browser.evaluate(VISIBLE_CHARTS) == 19
+    assert browser.evaluate("document.title") == "Checkpoint audit: 19 runs, 1 flagged"
     browser.screenshot(ARTIFACTS / "report.png")
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
 
 
 def test_clicking_a_header_sorts_the_overview(browser, fixtures_report):
     browser.open(fixtures_report.as_uri())
-    assert browser.evaluate(FIRST_RUN).endswith("sweep/run-0000")
+    assert browser.evaluate(FIRST_RUN).endswith("real_overfit_flagged")
     click = "document.querySelectorAll('table.overview thead tr:last-child th')[0].click()"
+    names = (
+        "Array.from(document.querySelectorAll('table.overview tbody tr'))"
+        ".map(function (r) { return r.cells[0].getAttribute('data-sort'); })"
+    )
     browser.evaluate(click)
-    assert browser.evaluate(FIRST_RUN).endswith("examples/cls_accuracy")
+    ascending = browser.evaluate(names)
+    assert ascending == sorted(ascending) and len(set(ascending)) == 19
     browser.evaluate(click)
-    assert browser.evaluate(FIRST_RUN).endswith("sweep/run-0005")
+    assert browser.evaluate(names) == ascending[::-1]
     # The scorer's eval loss column: lowest first, runs with no pick last.
     by_eval = "document.querySelectorAll('table.overview thead tr:last-child th')[7].click()"
     browser.evaluate(by_eval)

@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from auditor.cli import main
-from conftest import EXAMPLES, FIXTURES
+from conftest import EXAMPLES, FIXTURES, drop_evaluations
 
 EXPECTED = yaml.safe_load((FIXTURES / "EXPECTED.yaml").read_text())
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -125,11 +125,7 @@ def test_check_fails_a_flagged_run():
 
 
 def test_check_fails_a_run_that_was_never_evaluated(copy_run):
-    run = copy_run("examples/lm_healthy")
-    for state in run.rglob("trainer_state.json"):
-        data = json.loads(state.read_text())
-        data["log_history"] = [e for e in data["log_history"] if "eval_loss" not in e]
-        state.write_text(json.dumps(data, indent=2, sort_keys=True))
+    run = drop_evaluations(copy_run("examples/lm_healthy"))
     result = invoke("check", str(run))
     assert result.exit_code == 1
     assert "no_candidates" in result.stderr

@@ -91,7 +91,7 @@ def test_usage_errors_that_name_a_hostile_path_are_terminal_safe(hostile_tree):
 
 
 def test_deploy_judgement_of_a_hostile_run_is_terminal_safe(hostile_tree):
-    result = cli("check", "--deploy", f"{HOSTILE}/checkpoint-500")
+    result = cli("check", "--deploy", f"{HOSTILE}/checkpoint-90")
 
     assert_terminal_safe(result)
     assert result.exit_code == 1

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -20,12 +21,12 @@ from conftest import EXAMPLES, FIXTURES
 
 FLAGGED = FIXTURES / "real_overfit_flagged"
 FLAGGED_LINE = (
-    "Eval-only selection would ship checkpoint-500 (train 0.213, eval 0.792: overfit 0.73); "
-    "the score prefers checkpoint-400 (train 0.361, eval 0.87: overfit 0.59)."
+    "Ship checkpoint-30: checkpoint-90's lower eval loss (-0.00438) is within the eval noise "
+    "(2 x 0.0089), and it overfits by 0.34 vs 0.14."
 )
 INSTALL = "pip install 'checkpoint-auditor[plot]'"
 # Named folders, so a fixture added later does not change the counts.
-BUNDLED = (str(EXAMPLES), str(FIXTURES / "sweep"))
+BUNDLED = (str(EXAMPLES), str(FIXTURES / "sweep"), str(FLAGGED))
 
 
 def invoke(*args: str):
@@ -79,7 +80,7 @@ def fixtures_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str,
 def test_report_command_writes_the_file_and_a_summary(fixtures_report):
     text, stdout, stderr = fixtures_report
     assert stdout == ""
-    assert "audited 17 runs: 1 overfit, 3 differs, 12 agree, 1 no_candidates" in stderr
+    assert "audited 18 runs: 1 overfit, 4 differs, 13 agree" in stderr
     assert "report written to" in stderr and "report.html" in stderr
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
 
@@ -87,21 +88,21 @@ def test_report_command_writes_the_file_and_a_summary(fixtures_report):
 def test_report_explains_each_flagged_run_in_plain_words(fixtures_report):
     text = fixtures_report[0]
     assert "1 run would ship an overfit checkpoint with eval-loss-only selection" in text
-    assert FLAGGED_LINE in text
+    assert escape(FLAGGED_LINE) in text
 
 
 def test_overview_lists_flagged_runs_first_and_every_run_once(fixtures_report):
     page = Page(fixtures_report[0])
     runs = page.overview_runs
-    assert len(runs) == 17 and len(set(runs)) == 17
-    assert runs[0].endswith("sweep/run-0000")
-    differs = {r.rsplit("/", 1)[-1] for r in runs[1:4]}
-    assert differs == {"lm_epoch_strategy", "trl_sft", "run-0004"}
+    assert len(runs) == 18 and len(set(runs)) == 18
+    assert runs[0].endswith("real_overfit_flagged")
+    differs = {r.rsplit("/", 1)[-1] for r in runs[1:5]}
+    assert differs == {"lm_epoch_strategy", "trl_sft", "run-0000", "run-0004"}
 
 
 def test_one_chart_per_readable_run_with_unique_ids(fixtures_report):
     page = Page(fixtures_report[0])
-    assert page.charts == 17
+    assert page.charts == 18
     assert len(page.ids) == len(set(page.ids)), "inline SVGs must not share element ids"
 
 
@@ -119,7 +120,7 @@ def test_report_is_self_contained(fixtures_report):
 
 def test_each_run_has_its_score_components(fixtures_report):
     text = fixtures_report[0]
-    assert text.count('<table class="sortable components">') == 17
+    assert text.count('<table class="sortable components">') == 18
     assert "c.improv" in text and "1.0353" in text  # run-0000, step 100: score 1.0353
 
 
@@ -171,7 +172,7 @@ def test_plot_writes_png_and_svg(tmp_path):
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert invoke("plot", str(FLAGGED), "-o", str(svg), "-q").exit_code == 0
     text = svg.read_text()
-    assert "eval-only pick: checkpoint-500" in text and "scorer's pick: checkpoint-400" in text
+    assert "eval-only pick: checkpoint-90" in text and "scorer's pick: checkpoint-30" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png", "curve.svg"]
 
 
@@ -229,7 +230,7 @@ def test_missing_matplotlib_is_exit_2_naming_the_extra(tmp_path, command):
 
 def test_scan_needs_no_matplotlib(tmp_path):
     result = _without_matplotlib(tmp_path, "scan", str(FLAGGED), "-q")
-    assert result.returncode == 0 and "run-0000" in result.stdout
+    assert result.returncode == 0 and "real_overfit_flagged" in result.stdout
 
 
 def test_cli_start_up_does_not_import_matplotlib():
@@ -266,12 +267,17 @@ def test_diverged_run_chart_clips_and_says_so():
 
 def test_explain_says_what_each_rule_would_ship():
     runs = {r.run_dir.rsplit("/", 1)[-1]: r for r in auditor.audit(*BUNDLED).runs}
-    assert explain(runs["run-0000"]) == FLAGGED_LINE
-    assert explain(runs["lm_healthy"]).startswith("Both rules pick checkpoint-300 (train ")
-    assert explain(runs["trl_sft"]).startswith(
-        "The picks differ: eval-only selection takes checkpoint-80"
+    assert explain(runs["real_overfit_flagged"]) == FLAGGED_LINE
+    assert explain(runs["run-0000"]) == (
+        "Keep checkpoint-500: its eval loss is lower by 0.0778 (19x the eval noise); "
+        "checkpoint-400 overfits less (0.59 vs 0.73)."
     )
-    assert explain(runs["lm_multi_eval"]).startswith("Nothing to pick")
+    assert explain(runs["lm_healthy"]).startswith("Both rules pick checkpoint-300 (train ")
+    assert explain(runs["trl_sft"]).startswith("Keep checkpoint-80: its eval loss is lower by ")
+    assert explain(runs["cls_accuracy"]).startswith(
+        "Both rules pick checkpoint-50 (train 0.67, eval 0.635: overfit 0.00). The Trainer's "
+        "best, checkpoint-125 (chosen on eval_accuracy): ship checkpoint-50: "
+    )
 
 
 def test_a_long_history_makes_a_small_chart(tmp_path):

@@ -67,7 +67,7 @@ def test_a_scan_changes_no_byte_mtime_or_listing_of_the_tree(audited_tree, tmp_p
         ["scan", str(audited_tree), "--format", "markdown"],
         ["show", str(audited_tree / "sweep" / "run-0000")],
         ["check", str(audited_tree)],
-        ["check", "--deploy", str(audited_tree / "sweep" / "run-0000" / "checkpoint-500")],
+        ["check", "--deploy", str(audited_tree / "sweep" / "run-0000" / "checkpoint-700")],
     ]
     codes = [runner.invoke(main, args).exit_code for args in commands]
     auditor.audit(audited_tree)

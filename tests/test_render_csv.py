@@ -19,20 +19,23 @@ def rows(text: str) -> list[dict[str, str]]:
 
 
 def test_one_row_per_run_with_the_frame_columns():
-    result = auditor.audit(EXAMPLES, FIXTURES / "sweep")
+    result = auditor.audit(EXAMPLES, FIXTURES / "sweep", FIXTURES / "evidence")
     text = csv_report.render(result, "runs")
     assert text.splitlines()[0].split(",") == list(RUN_COLUMNS)
     table = rows(text)
-    assert len(table) == len(result.runs) == 17
-    flagged = next(r for r in table if r["run_dir"].endswith("run-0000"))
+    assert len(table) == len(result.runs) == 21
+    flagged = next(r for r in table if r["run_dir"].endswith("noisy_dip"))
     assert flagged["verdict"] == "overfit"
     assert flagged["flagged"] == "true"
-    assert flagged["eval_only_checkpoint"] == "checkpoint-500"
-    assert flagged["scorer_checkpoint"] == "checkpoint-400"
+    assert flagged["eval_only_checkpoint"] == "checkpoint-30"
+    assert flagged["scorer_checkpoint"] == "checkpoint-10"
     assert flagged["error"] == ""
-    assert float(flagged["eval_only_gap"]) == pytest.approx(0.7309, abs=1e-4)
-    no_candidates = next(r for r in table if r["run_dir"].endswith("lm_multi_eval"))
-    assert no_candidates["scorer_step"] == "" and no_candidates["verdict"] == "no_candidates"
+    assert flagged["outcome"] == "flagged" and flagged["eval_samples"] == "4"
+    assert flagged["decision"].startswith("ship checkpoint-10: ")
+    contradicted = next(r for r in table if r["run_dir"].endswith("metric_contradicts"))
+    assert contradicted["contradicting_metric"] == "eval_accuracy"
+    agreed = next(r for r in table if r["run_dir"].endswith("lm_healthy"))
+    assert agreed["outcome"] == agreed["eval_noise"] == agreed["decision"] == ""
 
 
 def test_one_row_per_step_across_runs_with_the_run_as_a_column():

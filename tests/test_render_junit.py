@@ -41,25 +41,36 @@ def test_sweep_report_matches_the_reviewed_golden_file():
 
 
 def test_one_case_per_run_and_a_failure_for_the_flagged_one():
-    root = parse(auditor.audit(EXAMPLES, FIXTURES / "sweep"))
+    root = parse(auditor.audit(FIXTURES / "sweep", FIXTURES / "real_overfit_flagged"))
     suite = root.find("testsuite")
     assert suite is not None
     cases = suite.findall("testcase")
-    assert len(cases) == 17
-    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("17", "1", "0")
+    assert len(cases) == 7
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("7", "1", "0")
     failed = [c for c in cases if outcome(c) == "failure"]
-    assert [c.get("name", "").rsplit("/", 1)[-1] for c in failed] == ["run-0000"]
+    assert [c.get("name", "").rsplit("/", 1)[-1] for c in failed] == ["real_overfit_flagged"]
     failure = failed[0].find("failure")
     assert failure is not None and failure.get("type") == "overfit"
-    assert "checkpoint-500 (gap 0.731)" in failure.get("message", "")
-    assert "checkpoint-400" in (failure.text or "")
+    assert failure.get("message", "").startswith("overfit: ship checkpoint-30: checkpoint-90's ")
+    assert "checkpoint-90: eval_loss 2.7207" in (failure.text or "")
+    assert "outcome: flagged" in (failure.text or "")
+
+
+def test_a_trainers_best_that_is_an_overfit_pick_fails_its_case():
+    root = parse(auditor.audit(EXAMPLES / "cls_accuracy"))
+    failure = root.find("testsuite/testcase/failure")
+    assert failure is not None and failure.get("type") == "trainer_best"
+    assert "the Trainer's best, checkpoint-125 (chosen on eval_accuracy)" in failure.get(
+        "message", ""
+    )
 
 
 def test_failures_follow_fail_on_like_the_gate():
     config = Config(fail_on=("overfit", "differs"))
     result = auditor.audit(EXAMPLES, FIXTURES / "sweep", config=config)
     root = parse(result)
-    assert root.get("failures") == "4"
+    # the four runs whose picks differ, and cls_accuracy, whose Trainer's best is flagged
+    assert root.get("failures") == "5"
     assert gate_exit_code(result)[0] == 1
 
 
@@ -80,7 +91,7 @@ def test_the_config_is_recorded_as_properties():
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
     assert props["config.min_gap_delta"] == "0.2"
     assert props["config.weights.gap"] == "0.3"
-    assert props["config.fail_on"] == "overfit"
+    assert props["config.fail_on"] == "overfit,no_candidates"
     assert props["sweep_best"].endswith("run-0001/checkpoint-1000")
 
 
@@ -103,7 +114,7 @@ def test_clean_keeps_what_xml_allows():
 def test_the_deploy_judgement_is_its_own_case():
     from auditor.gate import run_deploy_gate
 
-    deploy = str(FIXTURES / "sweep" / "run-0000" / "checkpoint-500")
+    deploy = str(FIXTURES / "sweep" / "run-0000" / "checkpoint-700")
     result = run_deploy_gate((), deploy, Config(), lambda p: auditor.audit(*p))
     root = parse(result)
     cases = root.findall("testsuite/testcase")

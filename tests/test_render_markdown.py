@@ -37,7 +37,8 @@ def test_sweep_summary_matches_the_reviewed_golden_file():
 
 
 def test_flagged_runs_come_first_with_each_pick_and_its_gap():
-    text = markdown.render(auditor.audit(EXAMPLES, FIXTURES / "sweep"), "runs")
+    flagged = FIXTURES / "real_overfit_flagged"
+    text = markdown.render(auditor.audit(EXAMPLES, FIXTURES / "sweep", flagged), "runs")
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert cells(table[0]) == [
         " run ",
@@ -47,11 +48,13 @@ def test_flagged_runs_come_first_with_each_pick_and_its_gap():
         " trainer best ",
     ]
     first = cells(table[1])
-    assert "run-0000" in first[0] and first[1].strip() == "**OVERFIT**"
-    assert first[2].strip() == "checkpoint-500 (gap 0.731)"
-    assert first[3].strip() == "checkpoint-400 (gap 0.585)"
-    assert len(table) == 1 + 17
-    assert text.startswith("### Checkpoint audit: 1 of 17 runs flagged\n")
+    assert "real_overfit_flagged" in first[0] and first[1].strip() == "**OVERFIT**"
+    assert first[2].strip() == "checkpoint-90 (eval 2.721, overfit 0.34)"
+    assert first[3].strip() == "checkpoint-30 (eval 2.725, overfit 0.14)"
+    assert len(table) == 1 + 18
+    assert text.startswith("### Checkpoint audit: 1 of 18 runs flagged\n")
+    decisions = [line for line in text.splitlines() if line.startswith("- `")]
+    assert decisions[0].startswith(f"- `{flagged}`: ship checkpoint-30: ")
 
 
 def test_the_sweep_best_closes_the_summary():

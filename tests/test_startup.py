@@ -47,7 +47,7 @@ def test_help_imports_neither_the_audit_nor_any_report_format():
 
 
 def test_a_json_scan_of_one_run_imports_no_table_or_dataframe_library():
-    done, modules = imported("scan", str(FIXTURES / "sweep" / "run-0000"), "--format", "json")
+    done, modules = imported("scan", str(FIXTURES / "real_overfit_flagged"), "--format", "json")
     assert done.returncode == 0
     report = json.loads(done.stdout)
     assert [run["verdict"] for run in report["runs"]] == ["overfit"]

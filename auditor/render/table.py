@@ -112,7 +112,7 @@ def _checkpoint_table(run: RunResult, result: AuditResult) -> str:
     title = f"{safe(run.run_dir)}  [{verdict_label(run)}]"
     if run.error is not None:
         return f"{title}\nerror: {safe(run.error)}"
-    title += f"  eval key: {run.eval_key or '-'}"
+    title += f"  eval key: {safe(run.eval_key or '-')}"
     rows = []
     for row in run.checkpoints:
         rows.append(
