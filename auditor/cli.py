@@ -49,8 +49,9 @@ def _audit_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--eval-key",
             metavar="KEY",
-            help="Log key of the selection loss (default: eval_loss, or the run's only "
-            "eval_<name>_loss).",
+            help="Log key of the selection loss (default, per run: eval_loss, else the loss "
+            "the Trainer selected on, else the run's only eval_<name>_loss). A key no run "
+            "logs is an error.",
         ),
         click.option(
             "--config",
@@ -407,9 +408,10 @@ def check(
     config_path: str | None,
     quiet: bool,
 ) -> None:
-    """CI gate: exit 0 when no run is flagged, 1 when a run is flagged (eval-only
-    selection picks an overfit checkpoint), 2 on an error, including a run that cannot
-    be read.
+    """CI gate: exit 0 when no run fails, 1 when one does, 2 on an error, including a
+    run that cannot be read. A run fails when its verdict is in fail_on (default: overfit,
+    an eval-only pick that overfits without evidence that it is better, and no_candidates,
+    a run that could not be judged) or when the Trainer's best is an overfit pick.
 
     \b
     Examples:

@@ -16,13 +16,6 @@ from typing import Any
 from .config import Config
 from .results import CheckpointResult, Evidence, MetricEvidence, RunResult
 
-#: Why a disagreement is (or is not) flagged, in the order the rule tests it.
-OUTCOMES = (
-    "flagged",
-    "gap_below_threshold",
-    "eval_advantage_beyond_noise",
-    "contradicted_by_metric",
-)
 #: An evaluation curve: step -> finite value, later log entries winning.
 Curve = Mapping[int, float]
 
@@ -153,11 +146,12 @@ def _samples(curves: Mapping[str, Curve], eval_key: str, step: int) -> int | Non
 
 
 def _finite(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past 1e308
+        return False
 
 
 def decision(run: RunResult, config: Config) -> str | None:

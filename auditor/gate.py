@@ -55,6 +55,13 @@ def run_fails(run: RunResult, config: Config) -> bool:
     )
 
 
+def _finding(run: RunResult, config: Config) -> str:
+    if run.verdict in config.fail_on:
+        return run.verdict
+    best = run.trainer_best.label if run.trainer_best else "-"
+    return f"the Trainer's best, {best}, is an overfit pick"
+
+
 def gate_exit_code(result: AuditResult) -> tuple[int, str]:
     """Return (exit code, reason): 0 pass, 1 a finding fails the gate, 2 a run is unreadable."""
     config = result.config
@@ -74,8 +81,9 @@ def gate_exit_code(result: AuditResult) -> tuple[int, str]:
         deploy = result.deploy
         return EXIT_GATE_FAILED, f"FAIL: deploying {deploy.checkpoint}: {deploy.reason}"
     if failing:
-        names = ", ".join(r.run_dir for r in failing[:5])
+        names = ", ".join(f"{r.run_dir} ({_finding(r, config)})" for r in failing[:5])
+        more = f" and {len(failing) - 5} more" if len(failing) > 5 else ""
         return EXIT_GATE_FAILED, (
-            f"FAIL: {len(failing)} run(s) with findings in {list(config.fail_on)}: {names}"
+            f"FAIL: {len(failing)} run(s) with findings in {list(config.fail_on)}: {names}{more}"
         )
     return EXIT_OK, "pass"

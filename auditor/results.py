@@ -121,7 +121,8 @@ class Evidence:
     #: Evaluation samples at the judged checkpoint (runtime x samples per second), if logged.
     eval_samples: int | None
     metrics: tuple[MetricEvidence, ...]
-    #: One of OUTCOMES.
+    #: "flagged", or why not, in the order the rule tests it: "gap_below_threshold",
+    #: "eval_advantage_beyond_noise", "contradicted_by_metric".
     outcome: str
 
     @property
