@@ -54,10 +54,19 @@ def test_a_changed_config_round_trips(tmp_path):
         min_gap_delta=0.05,
         eval_key="eval_in_domain_loss",
         train_loss="mean",
-        fail_on=("overfit", "no_candidates"),
+        noise_k=None,
+        task_metrics=False,
+        metrics={"eval_bleu": "higher", "eval_gen_len": "ignore"},
+        fail_on=("overfit", "differs"),
         allow_unreadable=True,
     )
     assert load_config(write(tmp_path, to_yaml(config))) == config
+
+
+def test_a_metric_may_be_named_without_its_eval_prefix(tmp_path):
+    config = load_config(write(tmp_path, "metrics: {bleu: higher, eval_wer: lower}\nnoise_k: 3\n"))
+    assert config.metrics == {"eval_bleu": "higher", "eval_wer": "lower"}
+    assert config.noise_k == 3.0
 
 
 def test_a_partial_file_keeps_the_other_defaults(tmp_path):
@@ -91,6 +100,11 @@ def test_an_empty_file_is_the_defaults(tmp_path):
         ("fail_on: [overfit, error]\n", "'fail_on' must be a list drawn from"),
         ("fail_on: {overfit: 1}\n", "'fail_on' must be a list drawn from"),
         ("allow_unreadable: yes please\n", "'allow_unreadable' must be true or false"),
+        ("noise_k: -1\n", "'noise_k' must be 0 or more"),
+        ("noise_k: two\n", "'noise_k' must be a number"),
+        ("task_metrics: 1\n", "'task_metrics' must be true or false"),
+        ("metrics: [eval_bleu]\n", "'metrics' must map log keys to higher, lower or ignore"),
+        ("metrics: {eval_bleu: up}\n", "'metrics.eval_bleu' must be one of higher, lower, ignore"),
         ("- overfit\n", "the config must be a mapping"),
         ("min_gap_delta: 0.1\nmin_gap_delta: 0.2\n", "'min_gap_delta' is given twice (line 2)"),
         ("weights: [\n", "not valid YAML"),

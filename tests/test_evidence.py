@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 import auditor
+from auditor import evidence
 from auditor.config import Config
 from conftest import FIXTURES
 
@@ -307,3 +308,30 @@ def test_spec_five_epoch_example_is_flagged_with_its_scores(tmp_path):
     table = CliRunner().invoke(main, ["show", str(tmp_path / "run")])
     assert "decision: ship checkpoint-300: checkpoint-400's lower eval loss" in table.stdout
     assert "within the eval noise (2 x 0.0908)" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("key", "want"),
+    [
+        ("eval_accuracy", "higher"),
+        ("eval_mean_token_accuracy", "higher"),
+        ("eval_rewards/margins", "higher"),
+        ("eval_Exact Match", "higher"),
+        ("eval_rouge-L", "higher"),
+        ("eval_rougeL", "higher"),
+        ("eval_wer", "lower"),
+        ("eval_ood_loss", "lower"),
+        ("eval_f1_error", "lower"),  # the last token decides first
+        ("eval_runtime", None),
+        ("eval_samples_per_second", None),
+        ("eval_entropy", None),
+    ],
+)
+def test_a_metrics_direction_comes_from_its_name(key, want):
+    assert direction(key) == want
+    assert evidence.direction(key) == want
+
+
+def test_the_config_gives_a_direction_or_ignores_a_metric():
+    assert evidence.direction("eval_entropy", {"eval_entropy": "lower"}) == "lower"
+    assert evidence.direction("eval_accuracy", {"eval_accuracy": "ignore"}) is None
