@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 
-from .audit import audit_run, check_eval_key, error_result
+from .audit import audit_run, error_result
 from .config import Config
 from .discover import RunLocation, discover
-from .errors import StateFileError
+from .errors import StateFileError, UsageError
 from .read import read_run
 from .results import AuditResult, RunResult
 from .workers import map_in_order, worker_count
@@ -82,3 +82,27 @@ def audit_location(location: RunLocation, config: Config, curves: bool = True) -
         return error_result(location.run_dir, str(exc))
     except (RecursionError, MemoryError) as exc:
         return error_result(location.run_dir, f"{type(exc).__name__} while reading the run")
+
+
+def check_eval_key(runs: Iterable[RunResult], config: Config) -> None:
+    """Raise UsageError when the configured eval key is logged by none of the runs that could
+    be read: a typo must never turn every run into "no_candidates" (SPEC section 2)."""
+    wanted = config.eval_key
+    if wanted is None:
+        return
+    logged: set[str] = set()
+    read = False
+    for run in runs:
+        if run.error is not None:
+            continue
+        if run.eval_key == wanted:
+            return
+        read = True
+        logged.update(run.eval_keys)
+    if read:
+        raise UsageError(
+            f"eval key '{wanted}' (--eval-key, config eval_key) is logged by no run (they "
+            f"log: "
+            f"{', '.join(sorted(logged)) or 'no evaluation loss at all'}); "
+            "pass one of those, or leave --eval-key out"
+        )

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
 from typing import Any
 
 from .config import Config
-from .errors import UsageError
 from .evidence import eval_curves as eval_curves_of
 from .evidence import sentence, weigh
 from .pair import Digest, Evaluation, History, pair_digest
@@ -265,27 +263,3 @@ def judge_deploy(run: RunResult, checkpoint: str, config: Config) -> DeployJudge
         sentence(evidence, row, best, config),
         evidence,
     )
-
-
-def check_eval_key(runs: Iterable[RunResult], config: Config) -> None:
-    """Raise UsageError when the configured eval key is logged by none of the runs that could
-    be read: a typo must never turn every run into "no_candidates" (SPEC section 2)."""
-    wanted = config.eval_key
-    if wanted is None:
-        return
-    logged: set[str] = set()
-    read = False
-    for run in runs:
-        if run.error is not None:
-            continue
-        if run.eval_key == wanted:
-            return
-        read = True
-        logged.update(run.eval_keys)
-    if read:
-        raise UsageError(
-            f"eval key '{wanted}' (--eval-key, config eval_key) is logged by no run (they "
-            f"log: "
-            f"{', '.join(sorted(logged)) or 'no evaluation loss at all'}); "
-            "pass one of those, or leave --eval-key out"
-        )
