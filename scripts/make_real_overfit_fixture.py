@@ -6,7 +6,7 @@ sampled from a random Markov chain: eval loss first falls as the model learns th
 rises as it memorises its few training sequences. The output dir ends the way run_clm.py
 ends (save_model, train metrics, save_state, then a final evaluate), after which the weights,
 optimizer, scheduler and RNG states and training_args.bin are deleted and each checkpoint gets
-an empty WEIGHTS_STRIPPED. Finally it prints the SPEC's picks and whether the run is flagged.
+an empty WEIGHTS_STRIPPED. Finally it prints the SPEC's picks and the audit's verdict.
 
     python3 scripts/make_real_overfit_fixture.py fixtures/real_overfit_flagged
 
@@ -26,6 +26,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from auditor.api import audit  # noqa: E402
 from auditor.config import Config  # noqa: E402
 from auditor.pair import pair_history  # noqa: E402
 from auditor.score import overfit_ratio, score  # noqa: E402
@@ -146,12 +147,13 @@ def report(run: Path, config: Config) -> bool:
     eval_only = min(candidates, key=lambda r: (r[1], r[0]))
     scorer = min(candidates, key=lambda r: (r[3], r[0]))
     delta = eval_only[4] - scorer[4]
-    flagged = eval_only[0] != scorer[0] and delta >= config.min_gap_delta
+    # The flag weighs the eval curve's noise and any task metric too (SPEC v2): ask the audit.
+    (audited,) = audit(run, config=config).runs
     print(
         f"eval-only pick {eval_only[0]}, scorer pick {scorer[0]}, overfit delta {delta:.3f}: "
-        f"{'flagged' if flagged else 'not flagged'} (min_gap_delta {config.min_gap_delta})"
+        f"{audited.verdict} ({audited.evidence.outcome if audited.evidence else 'picks agree'})"
     )
-    return flagged
+    return audited.flagged
 
 
 def main(argv: list[str] | None = None) -> int:
