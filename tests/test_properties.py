@@ -173,14 +173,22 @@ def test_audit_invariants_hold_on_random_histories(tmp_path_factory, run):
         margin = overfit(eval_only.eval_loss, eval_only.train_loss) - overfit(
             best.eval_loss, best.train_loss
         )
+        evidence = audited.evidence
         if audited.flagged:
             assert audited.verdict == "overfit" and eval_only.step != best.step
             assert margin >= config.min_gap_delta - _EPSILON
+            assert evidence is not None and evidence.outcome == "flagged"
         elif eval_only.step != best.step:
-            assert audited.verdict == "differs"
-            assert margin < config.min_gap_delta + _EPSILON
+            assert audited.verdict == "differs" and evidence is not None
+            if evidence.outcome == "gap_below_threshold":
+                assert margin < config.min_gap_delta + _EPSILON
+            else:
+                assert margin >= config.min_gap_delta - _EPSILON
+            if evidence.outcome == "eval_advantage_beyond_noise":
+                assert evidence.eval_noise is not None
+                assert evidence.eval_delta > 2 * evidence.eval_noise - _EPSILON
         else:
-            assert audited.verdict == "agree"
+            assert audited.verdict == "agree" and evidence is None
     else:
         assert audited.verdict == "no_candidates" and not audited.flagged
 
