@@ -11,7 +11,7 @@ from ..config import Config
 from ..evidence import decision
 from ..gate import run_fails
 from ..results import AuditResult, RunResult
-from .text import evidence_line, number, pick_with_gap
+from .text import evidence_lines, number, pick_with_gap
 
 # XML 1.0 cannot hold most control characters or lone surrogates (a folder name that is not
 # UTF-8 reaches Python as surrogates); they are dropped rather than break the whole report.
@@ -112,9 +112,7 @@ def _details(run: RunResult, config: Config) -> str:
             f"train_loss {number(row.train_loss)}, overfit {number(row.overfit)}, "
             f"score {number(row.score.total if row.score else None)}"
         )
-    evidence = evidence_line(run)
-    if evidence:
-        lines.append(evidence)
+    lines += evidence_lines(run)
     return "\n".join(lines)
 
 

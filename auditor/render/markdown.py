@@ -8,7 +8,7 @@ from ..config import to_yaml
 from ..evidence import decision
 from ..results import AuditResult, CheckpointResult, RunResult, verdict_rank
 from ..sweep import SweepPick
-from .text import decisions, evidence_line, number, pick_label, pick_with_gap, safe, score_cells
+from .text import decisions, evidence_lines, number, pick_label, pick_with_gap, safe, score_cells
 
 _BACKTICKS = re.compile(r"`+")
 
@@ -89,8 +89,7 @@ def _checkpoint_section(run: RunResult, result: AuditResult) -> list[str]:
     ]
     lines += [_checkpoint_row(run, row) for row in run.checkpoints]
     lines.append("")
-    evidence = evidence_line(run)
-    if evidence:
+    for evidence in evidence_lines(run):
         lines += [text(evidence), ""]
     said = decision(run, result.config)
     if said:

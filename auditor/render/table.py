@@ -7,7 +7,7 @@ from ..results import AuditResult, RunResult
 from .text import (
     config_note,
     decisions,
-    evidence_line,
+    evidence_lines,
     number,
     pick_label,
     pick_with_gap,
@@ -132,8 +132,7 @@ def _checkpoint_table(run: RunResult, result: AuditResult) -> str:
         )
     table = tabulate(rows, headers=CHECKPOINT_HEADERS, tablefmt="simple", disable_numparse=True)
     text = f"{title}\n{table}"
-    evidence = evidence_line(run)
-    if evidence:
+    for evidence in evidence_lines(run):
         text += "\n" + evidence
     said = decision(run, result.config)
     return text + (f"\ndecision: {safe(said)}" if said else "")

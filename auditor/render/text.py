@@ -7,7 +7,7 @@ import re
 
 from ..config import Config
 from ..evidence import decision
-from ..results import AuditResult, CheckpointResult, Pick, RunResult
+from ..results import AuditResult, CheckpointResult, Evidence, Pick, RunResult
 
 # Folder names and file content come from anyone: never let them move the cursor or recolour
 # the terminal. Lone surrogates are how Python spells a folder name's bytes that are not UTF-8;
@@ -57,11 +57,25 @@ def decisions(result: AuditResult) -> list[tuple[RunResult, str]]:
     return found
 
 
-def evidence_line(run: RunResult) -> str | None:
-    """Return "evidence: eval noise ..., ...; outcome: ..." for a run whose picks differ."""
-    evidence = run.evidence
-    if evidence is None:
-        return None
+def evidence_lines(run: RunResult) -> list[str]:
+    """Return "evidence: eval noise ...; outcome: ..." for a run whose picks differ, and the
+    same line for its Trainer's best when that is judged too."""
+    lines = []
+    scorer = pick_label(run.scorer_pick)
+    if run.evidence is not None:
+        judged = pick_label(run.eval_only_pick)
+        lines.append("evidence: " + _evidence_text(run.evidence, judged, scorer))
+    if run.trainer_best_evidence is not None:
+        judged = pick_label(run.trainer_best)
+        lines.append(
+            f"evidence on the Trainer's best, {judged}: "
+            + _evidence_text(run.trainer_best_evidence, judged, scorer)
+        )
+    return lines
+
+
+def _evidence_text(evidence: Evidence, judged: str, scorer: str) -> str:
+    favoured = {"eval_only": judged, "scorer": scorer, "neither": "neither"}
     parts = [
         f"eval noise {number(evidence.eval_noise)}",
         f"eval advantage {number(evidence.eval_delta)}",
@@ -69,10 +83,10 @@ def evidence_line(run: RunResult) -> str | None:
     ]
     parts += [
         f"{safe(m.key)} {number(m.eval_only)} vs {number(m.scorer)} ({m.direction} is better, "
-        f"noise {number(m.noise)}, favours {m.favours.replace('_', '-')})"
+        f"noise {number(m.noise)}, favours {favoured[m.favours]})"
         for m in evidence.metrics
     ]
-    return f"evidence: {'; '.join(parts)}; outcome: {evidence.outcome}"
+    return f"{'; '.join(parts)}; outcome: {evidence.outcome}"
 
 
 def marks(run: RunResult, row: CheckpointResult) -> str:
