@@ -194,27 +194,27 @@ def test_the_fixtures_cover_every_outcome():
     }
 
 
-@pytest.mark.parametrize("name", DIFFERING)
-def test_evidence_equals_the_spec_computed_from_the_raw_file(name):
+JUDGED = [(name, "evidence") for name in DIFFERING] + [
+    (name, "trainer_best_evidence") for name in JUDGED_TRAINER
+]
+
+
+@pytest.mark.parametrize(("name", "field"), JUDGED)
+def test_evidence_equals_the_spec_computed_from_the_raw_file(name, field):
+    # The JSON's evidence on the eval-only pick, and on the Trainer's best where it is judged.
     want = EXPECTED[name]
-    got = run_of(name).to_dict()["evidence"]
-    key = want.get("eval_key", "eval_loss")
-    assert_same(got, reference(name, want["eval_only"], want["scorer"], key))
-    assert got["outcome"] == want["outcome"]
+    judged, outcome = {
+        "evidence": (want["eval_only"], want["outcome"]),
+        "trainer_best_evidence": (want["trainer_best"], want.get("trainer_best_outcome")),
+    }[field]
+    got = run_of(name).to_dict()[field]
+    assert_same(got, reference(name, judged, want["scorer"], want.get("eval_key", "eval_loss")))
+    assert got["outcome"] == outcome
 
 
 @pytest.mark.parametrize("name", sorted(set(EXPECTED) - set(DIFFERING)))
 def test_runs_whose_picks_agree_carry_no_evidence(name):
     assert run_of(name).to_dict()["evidence"] is None
-
-
-@pytest.mark.parametrize("name", JUDGED_TRAINER)
-def test_the_trainers_best_is_judged_by_the_same_rule(name):
-    want = EXPECTED[name]
-    got = run_of(name).to_dict()["trainer_best_evidence"]
-    key = want.get("eval_key", "eval_loss")
-    assert_same(got, reference(name, want["trainer_best"], want["scorer"], key))
-    assert got["outcome"] == want["trainer_best_outcome"]
 
 
 @pytest.mark.parametrize("name", DIFFERING)
