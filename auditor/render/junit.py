@@ -11,7 +11,7 @@ from ..config import Config
 from ..evidence import decision
 from ..gate import run_fails
 from ..results import AuditResult, RunResult
-from .text import evidence_lines, number, pick_with_gap
+from .text import evidence_lines, number, pick_with_numbers
 
 # XML 1.0 cannot hold most control characters or lone surrogates (a folder name that is not
 # UTF-8 reaches Python as surrogates); they are dropped rather than break the whole report.
@@ -96,8 +96,8 @@ def _summary(run: RunResult, config: Config) -> str:
     if said is not None:
         return f"{run.verdict}: {said}"
     return (
-        f"{run.verdict}: eval-only pick {pick_with_gap(run, run.eval_only_pick)}, "
-        f"scorer pick {pick_with_gap(run, run.scorer_pick)}"
+        f"{run.verdict}: eval-only pick {pick_with_numbers(run, run.eval_only_pick)}, "
+        f"scorer pick {pick_with_numbers(run, run.scorer_pick)}"
     )
 
 

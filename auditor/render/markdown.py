@@ -8,7 +8,15 @@ from ..config import to_yaml
 from ..evidence import decision
 from ..results import AuditResult, CheckpointResult, RunResult, verdict_rank
 from ..sweep import SweepPick
-from .text import decisions, evidence_lines, number, pick_label, pick_with_gap, safe, score_cells
+from .text import (
+    decisions,
+    evidence_lines,
+    number,
+    pick_label,
+    pick_with_numbers,
+    safe,
+    score_cells,
+)
 
 _BACKTICKS = re.compile(r"`+")
 
@@ -62,8 +70,8 @@ def _run_table(result: AuditResult) -> list[str]:
         cells = [
             code(run.run_dir),
             verdict,
-            text(pick_with_gap(run, run.eval_only_pick)),
-            text(pick_with_gap(run, run.scorer_pick)),
+            text(pick_with_numbers(run, run.eval_only_pick)),
+            text(pick_with_numbers(run, run.scorer_pick)),
             text(pick_label(run.trainer_best)),
         ]
         lines.append("| " + " | ".join(cells) + " |")

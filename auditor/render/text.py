@@ -36,7 +36,7 @@ def pick_label(pick: Pick | None) -> str:
     return safe(pick.label) if pick is not None else "-"
 
 
-def pick_with_gap(run: RunResult, pick: Pick | None) -> str:
+def pick_with_numbers(run: RunResult, pick: Pick | None) -> str:
     """Return "checkpoint-N (eval 0.792, overfit 0.73)": a pick with the numbers the flag
     weighs (eval loss, and the one-sided gap `overfit`)."""
     if pick is None:
