@@ -231,7 +231,10 @@ def _compared(delta: float) -> str:
 
 
 def _pair(metric: MetricEvidence) -> str:
-    return f"{_num(metric.eval_only)} vs {_num(metric.scorer)}"
+    # Both values to the same decimals, three significant digits for the larger one.
+    largest = max(abs(metric.eval_only), abs(metric.scorer))
+    decimals = max(0, 2 - math.floor(math.log10(largest))) if largest > 0 else 3
+    return f"{metric.eval_only:.{decimals}f} vs {metric.scorer:.{decimals}f}"
 
 
 def _name(row: CheckpointResult) -> str:
