@@ -180,7 +180,9 @@ def smoothed_pick(run: Run) -> int:
     return best
 
 
-_PRODUCT_HAS_V2 = "noise_k" in {f.name for f in dataclasses.fields(Config)}
+PRODUCT_HAS_V2 = "noise_k" in {f.name for f in dataclasses.fields(Config)}
+#: The config under which the auditor's flag is the v1 (gap-only) rule.
+V1_CONFIG = Config().replace(noise_k=None, task_metrics=False) if PRODUCT_HAS_V2 else Config()
 
 
 class Picks(NamedTuple):
@@ -194,28 +196,24 @@ class Picks(NamedTuple):
 def picks(run: Run) -> Picks:
     """Return every rule's pick for `run`, the auditor deciding picks and flags."""
     record = trainer_record(run)
-    if _PRODUCT_HAS_V2:
-        v2 = audit_run(record, Config(), curves=False)
-        v1 = audit_run(record, Config().replace(noise_k=None, task_metrics=False), curves=False)
-        v1_flagged, v2_flagged = v1.flagged, v2.flagged
-    else:
-        v1 = audit_run(record, Config(), curves=False)
-        v1_flagged = v1.flagged
+    v1 = audit_run(record, V1_CONFIG, curves=False)
     assert v1.eval_only_pick is not None and v1.scorer_pick is not None
     eval_only = v1.eval_only_pick.step // STEPS_PER_EVAL - 1
     scorer = v1.scorer_pick.step // STEPS_PER_EVAL - 1
-    if not _PRODUCT_HAS_V2:
+    if PRODUCT_HAS_V2:
+        v2_flagged = audit_run(record, Config(), curves=False).flagged
+    else:
         sigma = eval_noise(run.eval_loss)
         delta = run.eval_loss[scorer] - run.eval_loss[eval_only]
-        v2_flagged = v1_flagged and (sigma is None or delta <= NOISE_K * sigma + _EPSILON)
+        v2_flagged = v1.flagged and (sigma is None or delta <= NOISE_K * sigma + _EPSILON)
     chosen = {
         "eval_only": eval_only,
         "scorer": scorer,
-        "v1_flag": scorer if v1_flagged else eval_only,
+        "v1_flag": scorer if v1.flagged else eval_only,
         "v2_flag": scorer if v2_flagged else eval_only,
         "smoothed": smoothed_pick(run),
     }
-    return Picks(chosen, v1_flagged, v2_flagged)
+    return Picks(chosen, v1.flagged, v2_flagged)
 
 
 def _p90(values: list[float]) -> float:
@@ -363,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = [_measure_one(task) for task in tasks]
     print(render(results), end="")
-    v2_source = "the auditor's" if _PRODUCT_HAS_V2 else "SPEC section 4, written out in this file"
+    v2_source = "the auditor's" if PRODUCT_HAS_V2 else "SPEC section 4, written out in this file"
     print(
         f"\n{len(regimes)} regimes x {args.runs} runs, seed {args.seed}; v2 flag: {v2_source}; "
         f"{time.perf_counter() - start:.0f} s",

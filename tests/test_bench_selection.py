@@ -1,0 +1,126 @@
+"""bench/selection.py: it runs, its regrets are sane and it audits runs as the auditor does."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import auditor
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "selection.py"
+
+
+@pytest.fixture(scope="module")
+def selection():
+    spec = importlib.util.spec_from_file_location("selection", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _some_regimes(selection):
+    """One regime per curve shape and schedule, at the noisiest eval-set size."""
+    smallest = min(selection.SAMPLES)
+    return [r for r in selection.REGIMES if r.samples == smallest]
+
+
+def test_regrets_are_never_negative_and_shares_are_shares(selection):
+    for regime in _some_regimes(selection):
+        figures = selection.measure(regime, runs=20, seed=3)
+        for rule in selection.RULES:
+            entry = figures["rules"][rule]
+            assert entry["mean_regret"] >= 0.0, (regime.name, rule)
+            assert entry["p90_regret"] >= 0.0, (regime.name, rule)
+            assert 0.0 <= entry["missed"] <= 1.0
+        for flag in figures["flags"].values():
+            assert 0.0 <= flag["rate"] <= 1.0
+            for share in (flag["precision"], flag["recall"]):
+                assert share is None or 0.0 <= share <= 1.0
+
+
+def test_without_eval_noise_the_eval_only_pick_is_the_truly_best(selection):
+    for regime in _some_regimes(selection):
+        exact = regime._replace(samples=None)
+        figures = selection.measure(exact, runs=20, seed=3)
+        assert figures["rules"]["eval_only"]["mean_regret"] == 0.0, exact.name
+        assert figures["rules"]["eval_only"]["p90_regret"] == 0.0, exact.name
+        # Nothing beats a pick that is always right.
+        assert all(selection.verdict(figures, rule) >= 0 for rule in selection.RULES)
+
+
+def test_the_noise_estimate_recovers_the_noise_of_a_curve(selection):
+    rng = random.Random(7)
+    curve = [1.0 - 0.0004 * i + rng.gauss(0.0, 0.05) for i in range(2000)]
+    assert selection.eval_noise(curve) == pytest.approx(0.05, rel=0.1)
+    assert selection.eval_noise(curve[:4]) is None
+
+
+def _write_trainer_folder(root: Path, run, selection) -> None:
+    """Write `run` as a Trainer writes its output_dir: a trainer_state.json (indent=2,
+    sort_keys=True) in each checkpoint folder holding the history up to its step, and one at
+    the root holding all of it."""
+    record = selection.trainer_record(run)
+    history = record.state.log_history
+
+    def write(folder: Path, step: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            "global_step": step,
+            "log_history": [entry for entry in history if entry["step"] <= step],
+            "best_model_checkpoint": None,
+            "best_metric": None,
+        }
+        text = json.dumps(state, indent=2, sort_keys=True) + "\n"
+        (folder / "trainer_state.json").write_text(text, encoding="utf-8")
+
+    for checkpoint in record.checkpoints:
+        write(root / checkpoint.name, checkpoint.step)
+    write(root, record.state.global_step)
+
+
+def test_the_benchmark_picks_as_the_auditor_does_on_the_same_runs_on_disk(selection, tmp_path):
+    rng = random.Random(11)
+    expected = {}
+    for regime in _some_regimes(selection):
+        for _ in range(3):
+            run = selection.simulate_run(regime, rng)
+            folder = tmp_path / f"run-{len(expected):03d}"
+            _write_trainer_folder(folder, run, selection)
+            expected[str(folder)] = selection.picks(run)
+    result = auditor.audit(str(tmp_path), config=selection.V1_CONFIG)
+    assert {run.run_dir for run in result.runs} == set(expected)
+    for run in result.runs:
+        chosen = expected[run.run_dir]
+        assert run.eval_only_pick.step == (chosen.chosen["eval_only"] + 1) * 100, run.run_dir
+        assert run.scorer_pick.step == (chosen.chosen["scorer"] + 1) * 100, run.run_dir
+        assert run.flagged == chosen.v1_flagged, run.run_dir
+        # The v2 flag only ever withdraws a v1 flag (no task metric is logged here).
+        assert chosen.v1_flagged or not chosen.v2_flagged
+
+
+def test_the_command_prints_the_tables_and_writes_the_figures(selection, tmp_path):
+    only = "n=30, K=5,"
+    regimes = [r.name for r in selection.REGIMES if only in r.name]
+    out = tmp_path / "figures.json"
+    command = [sys.executable, str(BENCH), "--runs", "5", "--only", only, "--jobs", "1"]
+    done = subprocess.run(
+        [*command, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for name in regimes:
+        assert done.stdout.count(f"| {name} |") == 2  # the regret table and the flag table
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["regime"] for r in figures["regimes"]] == regimes
+    assert f"{len(regimes)} regimes x 5 runs" in done.stderr
