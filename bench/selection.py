@@ -291,10 +291,45 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
 
 
-def render(results: list[dict[str, Any]]) -> str:
-    """Return the Markdown tables of docs/selection.md."""
-    head = "| regime | " + " | ".join(RULE_TITLES[r] for r in RULES) + " |"
+def _summary(regimes: list[Regime], results: list[dict[str, Any]]) -> list[str]:
+    """Return the Markdown table of each rule's mean regret averaged over groups of regimes,
+    with how many regimes of the group it beats the eval-only pick in, ties and loses."""
+    groups: dict[str, list[dict[str, Any]]] = {"all": results}
+    for label in (
+        lambda r: "n=inf" if r.samples is None else f"n={r.samples}",
+        lambda r: r.shape,
+        lambda r: f"K={r.evals}, save/{r.saved_every}",
+    ):
+        for regime, figures in zip(regimes, results, strict=True):
+            groups.setdefault(label(regime), []).append(figures)
     lines = [
+        "| regimes | " + " | ".join(RULE_TITLES[r] for r in RULES) + " |",
+        "|---|" + "---:|" * len(RULES),
+    ]
+    for name, members in groups.items():
+        cells = []
+        for rule in RULES:
+            mean = statistics.fmean(f["rules"][rule]["mean_regret"] for f in members)
+            if rule == "eval_only":
+                cells.append(f"{mean:.4f}")
+                continue
+            counts = [sum(verdict(f, rule) == v for f in members) for v in (-1, 0, 1)]
+            cells.append(f"{mean:.4f} ({counts[0]}/{counts[1]}/{counts[2]})")
+        lines.append(f"| {name} ({len(members)}) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render(regimes: list[Regime], results: list[dict[str, Any]]) -> str:
+    """Return the Markdown tables of docs/selection.md."""
+    lines = [
+        "Mean regret averaged over groups of regimes (in brackets: regimes where the rule "
+        "beats / ties / loses to the eval-only pick):",
+        "",
+        *_summary(regimes, results),
+        "",
+    ]
+    head = "| regime | " + " | ".join(RULE_TITLES[r] for r in RULES) + " |"
+    lines += [
         "Mean / 90th-percentile regret (true loss above the best saved checkpoint):",
         "",
         head,
@@ -326,10 +361,6 @@ def render(results: list[dict[str, Any]]) -> str:
             f"{_share(v1['rate'])} | {_share(v1['precision'])} | {_share(v1['recall'])} | "
             f"{_share(v2['rate'])} | {_share(v2['precision'])} | {_share(v2['recall'])} |"
         )
-    lines += ["", "Against the eval-only pick, over all regimes (better / same / worse):", ""]
-    for rule in RULES[1:]:
-        counts = [sum(verdict(f, rule) == v for f in results) for v in (-1, 0, 1)]
-        lines.append(f"- {RULE_TITLES[rule]}: {counts[0]} / {counts[1]} / {counts[2]}")
     return "\n".join(lines) + "\n"
 
 
@@ -360,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             results = list(pool.map(_measure_one, tasks))
     else:
         results = [_measure_one(task) for task in tasks]
-    print(render(results), end="")
+    print(render(regimes, results), end="")
     v2_source = "the auditor's" if PRODUCT_HAS_V2 else "SPEC section 4, written out in this file"
     print(
         f"\n{len(regimes)} regimes x {args.runs} runs, seed {args.seed}; v2 flag: {v2_source}; "
