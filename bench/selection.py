@@ -106,13 +106,14 @@ class Run(NamedTuple):
     saved: list[bool]
 
 
-def simulate_run(regime: Regime, rng: random.Random) -> Run:
+def simulate_run(regime: Regime, rng: random.Random, correlation: float = 0.0) -> Run:
     """Return one run of `regime` drawn with `rng`.
 
     True loss: floor + excess * exp(-rate * t), plus after the onset a quadratic rise reaching
     `strength * floor` at the end (t = i / K). Train loss falls faster than the true loss, more
     so after the onset. Eval loss: true loss plus Gaussian noise of sd true_loss / sqrt(n)
-    (a per-sample loss spread equal to its mean, as for exponentially spread losses).
+    (a per-sample loss spread equal to its mean, as for exponentially spread losses), with
+    `correlation` between the noise of one evaluation and the next (0: independent).
     """
     floor = rng.uniform(0.3, 2.0)
     excess = rng.uniform(0.5, 1.5)
@@ -121,12 +122,18 @@ def simulate_run(regime: Regime, rng: random.Random) -> Run:
     strength = regime.strength * rng.uniform(0.7, 1.3)
     memorise = 0.0 if onset is None else 0.5 + 2.0 * strength
     true_loss, eval_loss, train_loss, saved = [], [], [], []
+    shock = 0.0
+    fresh = math.sqrt(1.0 - correlation * correlation)
     for i in range(1, regime.evals + 1):
         t = i / regime.evals
         base = floor + excess * math.exp(-rate * t)
         late = 0.0 if onset is None else max(0.0, t - onset) / (1.0 - onset)
         true = base + strength * floor * late * late
-        noise = 0.0 if regime.samples is None else rng.gauss(0.0, true / math.sqrt(regime.samples))
+        noise = 0.0
+        if regime.samples is not None:
+            # The first evaluation's noise has the full spread, as every later one does.
+            shock = correlation * shock + (fresh if i > 1 else 1.0) * rng.gauss(0.0, 1.0)
+            noise = shock * (true / math.sqrt(regime.samples))
         train = base * math.exp(-0.3 * t - memorise * late) * (1.0 + rng.gauss(0.0, TRAIN_NOISE))
         true_loss.append(true)
         eval_loss.append(true + noise)
@@ -224,7 +231,7 @@ def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def measure(regime: Regime, runs: int, seed: int) -> dict[str, Any]:
+def measure(regime: Regime, runs: int, seed: int, correlation: float = 0.0) -> dict[str, Any]:
     """Return the figures of `runs` runs of `regime`: per rule the mean and 90th percentile
     regret, the share of runs where it missed the best saved checkpoint and its paired
     difference to the eval-only pick (mean and standard error); per flag its rate, precision
@@ -235,7 +242,7 @@ def measure(regime: Regime, runs: int, seed: int) -> dict[str, Any]:
     flagged = {"v1": 0, "v2": 0}
     hits = {"v1": 0, "v2": 0}
     for _ in range(runs):
-        run = simulate_run(regime, rng)
+        run = simulate_run(regime, rng, correlation)
         chosen = picks(run)
         best = min(t for t, kept in zip(run.true_loss, run.saved, strict=True) if kept)
         for rule, index in chosen.chosen.items():
@@ -364,7 +371,7 @@ def render(regimes: list[Regime], results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _measure_one(task: tuple[Regime, int, int]) -> dict[str, Any]:
+def _measure_one(task: tuple[Regime, int, int, float]) -> dict[str, Any]:
     return measure(*task)
 
 
@@ -377,15 +384,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default="", help="only regimes whose name contains this text (e.g. 'n=30')"
     )
+    parser.add_argument(
+        "--correlation",
+        type=float,
+        default=0.0,
+        help="correlation of the eval noise between one evaluation and the next (0)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     if args.runs < 2:
         parser.error("--runs must be at least 2")
+    if not -1.0 < args.correlation < 1.0:
+        parser.error("--correlation must lie strictly between -1 and 1")
     regimes = [r for r in REGIMES if args.only in r.name]
     if not regimes:
         parser.error(f"no regime name contains {args.only!r}")
     start = time.perf_counter()
-    tasks = [(regime, args.runs, args.seed) for regime in regimes]
+    tasks = [(regime, args.runs, args.seed, args.correlation) for regime in regimes]
     if args.jobs > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             results = list(pool.map(_measure_one, tasks))
@@ -394,12 +409,19 @@ def main(argv: list[str] | None = None) -> int:
     print(render(regimes, results), end="")
     v2_source = "the auditor's" if PRODUCT_HAS_V2 else "SPEC section 4, written out in this file"
     print(
-        f"\n{len(regimes)} regimes x {args.runs} runs, seed {args.seed}; v2 flag: {v2_source}; "
+        f"\n{len(regimes)} regimes x {args.runs} runs, seed {args.seed}, eval noise correlation "
+        f"{args.correlation:g}; v2 flag: {v2_source}; "
         f"{time.perf_counter() - start:.0f} s",
         file=sys.stderr,
     )
     if args.json:
-        payload = {"seed": args.seed, "runs": args.runs, "v2_flag": v2_source, "regimes": results}
+        payload = {
+            "seed": args.seed,
+            "runs": args.runs,
+            "correlation": args.correlation,
+            "v2_flag": v2_source,
+            "regimes": results,
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return 0
 

@@ -32,9 +32,10 @@ def _some_regimes(selection):
     return [r for r in selection.REGIMES if r.samples == smallest]
 
 
-def test_regrets_are_never_negative_and_shares_are_shares(selection):
+@pytest.mark.parametrize("correlation", [0.0, 0.9])
+def test_regrets_are_never_negative_and_shares_are_shares(selection, correlation):
     for regime in _some_regimes(selection):
-        figures = selection.measure(regime, runs=20, seed=3)
+        figures = selection.measure(regime, runs=20, seed=3, correlation=correlation)
         for rule in selection.RULES:
             entry = figures["rules"][rule]
             assert entry["mean_regret"] >= 0.0, (regime.name, rule)
