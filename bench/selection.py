@@ -157,9 +157,16 @@ def trainer_record(run: Run) -> RunRecord:
         if kept
     )
     state = TrainerState(
-        "trainer_state.json", len(run.eval_loss) * STEPS_PER_EVAL, history, None, None, None
+        path="trainer_state.json",
+        global_step=len(run.eval_loss) * STEPS_PER_EVAL,
+        log_history=history,
+        best_model_checkpoint=None,
+        best_global_step=None,
+        best_metric=None,
     )
-    return RunRecord("simulated", state, folders, False, ())
+    return RunRecord(
+        run_dir="simulated", state=state, checkpoints=folders, history_only=False, warnings=()
+    )
 
 
 def eval_noise(values: Sequence[float]) -> float | None:
