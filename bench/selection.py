@@ -7,15 +7,14 @@ held-out loss is known (the method and the reading are in docs/selection.md).
 
 Each regime is simulated from its own seed (`--seed` and the regime's name), so the table is
 the same whatever the number of worker processes (`--jobs`) or the regimes chosen (`--only`).
-The picks and the v1 flag come from the auditor itself (`audit_run` on the simulated history,
-default config, as the Trainer callback calls it); the v2 flag is the auditor's when its config
-has `noise_k`, else the rule of SPEC section 4 written out below.
+The picks and both flags come from the auditor itself: `audit_run` on the simulated history, as
+the Trainer callback calls it, with the default config (the v2 flag) and with `noise_k: null`,
+`task_metrics: false` (the v1, gap-only flag of SPEC section 4).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -23,7 +22,6 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,9 +35,6 @@ from auditor.read import DiskCheckpoint, RunRecord, TrainerState
 STEPS_PER_EVAL = 100
 #: Relative noise of a logged train loss (a mean over the last logging window).
 TRAIN_NOISE = 0.03
-#: The v2 rule's default (SPEC section 4): the eval-only pick's advantage counts as noise
-#: when it is at most this many times the curve's noise.
-NOISE_K = 2.0
 RULES = ("eval_only", "scorer", "v1_flag", "v2_flag", "smoothed")
 RULE_TITLES = {
     "eval_only": "eval-only",
@@ -48,8 +43,6 @@ RULE_TITLES = {
     "v2_flag": "v2 flag",
     "smoothed": "smoothed",
 }
-# Float noise must not decide a flag that lies exactly on its threshold.
-_EPSILON = 1e-12
 
 
 class Regime(NamedTuple):
@@ -169,15 +162,6 @@ def trainer_record(run: Run) -> RunRecord:
     )
 
 
-def eval_noise(values: Sequence[float]) -> float | None:
-    """Return the curve's noise sigma of SPEC section 4 (None with fewer than 5 values)."""
-    if len(values) < 5:
-        return None
-    second = [values[i - 1] - 2.0 * values[i] + values[i + 1] for i in range(1, len(values) - 1)]
-    centre = statistics.median(second)
-    return 1.4826 * statistics.median(abs(d - centre) for d in second) / math.sqrt(6.0)
-
-
 def smoothed_pick(run: Run) -> int:
     """Return the saved evaluation with the lowest centred 3-point mean of the eval curve
     (2 points at the ends); ties go to the earlier one."""
@@ -194,9 +178,9 @@ def smoothed_pick(run: Run) -> int:
     return best
 
 
-PRODUCT_HAS_V2 = "noise_k" in {f.name for f in dataclasses.fields(Config)}
-#: The config under which the auditor's flag is the v1 (gap-only) rule.
-V1_CONFIG = Config().replace(noise_k=None, task_metrics=False) if PRODUCT_HAS_V2 else Config()
+#: The config under which the auditor's flag is the v1, gap-only rule (SPEC section 4).
+V1_CONFIG = Config().replace(noise_k=None, task_metrics=False)
+V2_CONFIG = Config()
 
 
 class Picks(NamedTuple):
@@ -211,23 +195,18 @@ def picks(run: Run) -> Picks:
     """Return every rule's pick for `run`, the auditor deciding picks and flags."""
     record = trainer_record(run)
     v1 = audit_run(record, V1_CONFIG, curves=False)
+    v2 = audit_run(record, V2_CONFIG, curves=False)
     assert v1.eval_only_pick is not None and v1.scorer_pick is not None
     eval_only = v1.eval_only_pick.step // STEPS_PER_EVAL - 1
     scorer = v1.scorer_pick.step // STEPS_PER_EVAL - 1
-    if PRODUCT_HAS_V2:
-        v2_flagged = audit_run(record, Config(), curves=False).flagged
-    else:
-        sigma = eval_noise(run.eval_loss)
-        delta = run.eval_loss[scorer] - run.eval_loss[eval_only]
-        v2_flagged = v1.flagged and (sigma is None or delta <= NOISE_K * sigma + _EPSILON)
     chosen = {
         "eval_only": eval_only,
         "scorer": scorer,
         "v1_flag": scorer if v1.flagged else eval_only,
-        "v2_flag": scorer if v2_flagged else eval_only,
+        "v2_flag": scorer if v2.flagged else eval_only,
         "smoothed": smoothed_pick(run),
     }
-    return Picks(chosen, v1.flagged, v2_flagged)
+    return Picks(chosen, v1.flagged, v2.flagged)
 
 
 def _p90(values: list[float]) -> float:
@@ -414,11 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         results = [_measure_one(task) for task in tasks]
     print(render(regimes, results), end="")
-    v2_source = "the auditor's" if PRODUCT_HAS_V2 else "SPEC section 4, written out in this file"
     print(
         f"\n{len(regimes)} regimes x {args.runs} runs, seed {args.seed}, eval noise correlation "
-        f"{args.correlation:g}; v2 flag: {v2_source}; "
-        f"{time.perf_counter() - start:.0f} s",
+        f"{args.correlation:g}; {time.perf_counter() - start:.0f} s",
         file=sys.stderr,
     )
     if args.json:
@@ -426,7 +403,6 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "runs": args.runs,
             "correlation": args.correlation,
-            "v2_flag": v2_source,
             "regimes": results,
         }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
