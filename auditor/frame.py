@@ -179,12 +179,8 @@ def to_frame(result: AuditResult, level: str = "runs") -> pd.DataFrame:
     Integers are nullable Int64, floats float64 (NaN when missing; an unscorable step's score
     is +inf, as in the SPEC), flags bool, text the pandas string dtype.
     """
-    try:
-        import pandas as pd
-    except ImportError as exc:
-        raise ImportError(
-            "to_frame needs pandas: pip install 'checkpoint-auditor[pandas]' (or pandas)"
-        ) from exc
+    # A dependency, imported only here: it costs most of a second.
+    import pandas as pd
 
     kinds = columns(level)
     rows = records(result, level)

@@ -114,19 +114,3 @@ def test_the_cli_never_imports_pandas_for_csv():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stderr.strip().splitlines()[-1] == "False"
     assert done.stdout.splitlines()[0].startswith("run_dir,verdict,step,")
-
-
-def test_without_pandas_the_error_says_what_to_install():
-    code = (
-        "import sys\n"
-        "sys.modules['pandas'] = None\n"
-        "import auditor\n"
-        f"result = auditor.audit({str(FIXTURES / 'sweep')!r})\n"
-        "try:\n"
-        "    result.to_frame()\n"
-        "except ImportError as exc:\n"
-        "    print(exc)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert "pip install 'checkpoint-auditor[pandas]'" in done.stdout
