@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -14,7 +15,7 @@ import click
 from . import __version__
 from .choices import DEFAULT_CONFIG_NAME, SORT_KEYS
 from .errors import AuditorError, UsageError
-from .render import RENDERERS, render
+from .render import RENDERERS, TERMINAL_FORMATS, render
 
 # The audit itself is imported by the commands that run it: `--help` stays as quick as click.
 if TYPE_CHECKING:
@@ -119,6 +120,14 @@ def _use_color(fmt: str, output: str | None) -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
+def _terminal_width(fmt: str, output: str | None) -> int | None:
+    """Return the columns a table must fit in: None (full width) unless stdout is a terminal,
+    whose width is $COLUMNS when set, else what the terminal reports."""
+    if fmt not in TERMINAL_FORMATS or output or not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
 def _progress(quiet: bool) -> Callable[[int, int], None] | None:
     """Return a progress callback drawing on stderr, or None when it must stay silent."""
     if quiet or not sys.stderr.isatty():
@@ -192,20 +201,29 @@ def _emit(
     output: str | None,
     quiet: bool,
     shown: tuple[RunResult, ...] | None = None,
+    paths: tuple[str, ...] | None = None,
 ) -> None:
-    """Write the report (of the `shown` runs, all by default), then warnings and a summary."""
+    """Write the report (of the `shown` runs, all by default), then warnings and a summary;
+    with the scanned `paths`, the next commands to run when the report went to a terminal."""
     from dataclasses import replace
 
     from .report_file import write_atomic
 
     report = result if shown is None else replace(result, runs=shown)
     color = _use_color(fmt, output)
-    text = render(report, fmt, view, color=color)
+    width = _terminal_width(fmt, output)
+    text = render(report, fmt, view, color=color, width=width)
     if output:
         write_atomic(output, text)
     else:
         click.echo(text, nl=False, color=color)
     _messages(result, output, quiet)
+    if paths is not None and width is not None and not quiet:
+        from .render.fit import wrap
+        from .render.table import next_steps
+
+        # After the summary, so it is the last thing a newcomer reads.
+        click.echo("\n" + wrap(next_steps(result, paths), width))
 
 
 def _messages(result: AuditResult, output: str | None, quiet: bool) -> None:
@@ -343,7 +361,8 @@ def scan(
     from .sweep import order_runs
 
     shown = order_runs(result.runs, sort, top) if sort or top else None
-    _emit(result, fmt, "checkpoints" if per_checkpoint else "runs", output, quiet, shown)
+    view = "checkpoints" if per_checkpoint else "runs"
+    _emit(result, fmt, view, output, quiet, shown, paths)
 
 
 @main.command()

@@ -9,16 +9,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..results import AuditResult
 
-#: A renderer turns a result into the text of a report. `view` is "runs" (one row per run,
-#: for scan and check) or "checkpoints" (one row per evaluated step, for show).
-Renderer = Callable[["AuditResult", str], str]
+#: A renderer turns a result into the text of a report: `renderer(result, view, **options)`.
+#: `view` is "runs" (one row per run, for scan and check) or "checkpoints" (one row per
+#: evaluated step, for show); only terminal formats take options.
+Renderer = Callable[..., str]
 
 
-def _on_first_use(module: str, **options: Any) -> Renderer:
+def _on_first_use(module: str) -> Renderer:
     """Return render.<module>'s render function, imported when a report is made: the CLI's
     start-up (and --help) must not pay for every format's imports."""
 
-    def render_with(result: AuditResult, view: str = "runs") -> str:
+    def render_with(result: AuditResult, view: str = "runs", **options: Any) -> str:
         function: Callable[..., str] = import_module(f"{__name__}.{module}").render
         return function(result, view, **options)
 
@@ -34,12 +35,15 @@ RENDERERS: dict[str, Renderer] = {
     "html": _on_first_use("html"),
 }
 
-#: Formats that can colour a terminal's text: their coloured renderer.
-COLOURED: dict[str, Renderer] = {"table": _on_first_use("table", color=True)}
+#: Formats made for a terminal: they take `color` and `width` (None: no limit).
+TERMINAL_FORMATS = ("table",)
 
 
-def render(result: AuditResult, fmt: str, view: str = "runs", color: bool = False) -> str:
-    """Return `result` rendered in format `fmt` (a key of RENDERERS), coloured when asked and
-    the format has colours."""
-    renderer = COLOURED.get(fmt) if color else None
-    return (renderer or RENDERERS[fmt])(result, view)
+def render(
+    result: AuditResult, fmt: str, view: str = "runs", color: bool = False, width: int | None = None
+) -> str:
+    """Return `result` rendered in format `fmt` (a key of RENDERERS); a terminal format is
+    coloured when asked and fitted to `width` columns."""
+    if fmt in TERMINAL_FORMATS:
+        return RENDERERS[fmt](result, view, color=color, width=width)
+    return RENDERERS[fmt](result, view)

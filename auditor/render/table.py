@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..evidence import decision
 from ..results import AuditResult, RunResult
+from .fit import fit_table, shorten_middle, wrap
 from .text import (
     config_note,
     decisions,
@@ -17,6 +20,11 @@ from .text import (
 )
 
 RUN_HEADERS = ("run", "ckpts", "evals", "eval-only pick", "scorer pick", "trainer best", "verdict")
+#: What a narrow terminal loses first, in order: counts, the Trainer's best, then each pick's
+#: numbers (eval loss, overfit). The run, both picks and the verdict always stay; run names are
+#: shortened in the middle.
+RUN_DROP_ORDER = ("evals", "ckpts", "trainer best", "numbers")
+
 CHECKPOINT_HEADERS = (
     "step",
     "checkpoint",
@@ -33,33 +41,70 @@ CHECKPOINT_HEADERS = (
     "score",
     "pick",
 )
+_COMPONENTS = ("c.eval", "c.gap", "c.ppl", "c.improv")
+#: What `show` loses first on a narrow terminal: the score's components (the score stays), the
+#: pick marks in full words (initials instead), perplexity, the symmetric gap (overfit stays),
+#: the checkpoint's folder name.
+CHECKPOINT_DROP_ORDER = ("components", "pick words", "ppl", "gap", "checkpoint")
+_INITIALS = {"eval-only": "E", "scorer": "S", "trainer": "T"}
 
 
-def render(result: AuditResult, view: str = "runs", color: bool = False) -> str:
+def render(
+    result: AuditResult, view: str = "runs", color: bool = False, width: int | None = None
+) -> str:
     """Return a text table: one row per run, or per evaluated step with view="checkpoints".
 
-    With color=True the verdicts that need attention are coloured (for a terminal).
+    With color=True the verdicts that need attention are coloured (for a terminal). With a
+    `width`, every row fits in that many columns (see RUN_DROP_ORDER, CHECKPOINT_DROP_ORDER).
     """
-    from tabulate import tabulate
-
     if view == "checkpoints":
-        return "\n\n".join(_checkpoint_table(run, result) for run in result.runs) + "\n"
-    rows = [_run_row(run, color) for run in result.runs]
-    text = tabulate(rows, headers=RUN_HEADERS, tablefmt="simple", disable_numparse=True)
-    found = decisions(result)
-    if found:
-        text += "\n\n" + "\n".join(f"{safe(run.run_dir)}: {line}" for run, line in found)
+        return "\n\n".join(_checkpoint_table(run, result, width) for run in result.runs) + "\n"
+    text, _ = fit_table(
+        lambda dropped: _run_table(result.runs, dropped, color),
+        RUN_DROP_ORDER,
+        width,
+        _layout,
+        name_column=0,
+    )
+    said = [f"{safe(run.run_dir)}: {line}" for run, line in decisions(result)]
+    if said:
+        text += "\n\n" + "\n".join(wrap(line, width) for line in said)
+    lines = []
     if result.deploy is not None:
         status = "FAIL" if result.deploy.flagged else "pass"
-        text += (
-            f"\n\ndeploy {safe(result.deploy.checkpoint)}: {status}: {safe(result.deploy.reason)}"
+        lines.append(
+            f"deploy {safe(result.deploy.checkpoint)}: {status}: {safe(result.deploy.reason)}"
         )
     if result.sweep_best is not None and len(result.runs) > 1:
-        text += "\n\n" + sweep_line(result)
+        lines.append(sweep_line(result))
+    if lines:
+        text += "\n\n" + "\n".join(wrap(line, width) for line in lines)
     note = config_note(result.config)
     if note:
-        text += "\n" + note
+        text += "\n" + wrap(note, width)
     return text + "\n"
+
+
+def next_steps(result: AuditResult, paths: Sequence[str]) -> str:
+    """Return the line that tells a newcomer what to run next: `show` on the first run that
+    needs a look (flagged, else picks that differ), and `report` for the charts."""
+    from shlex import quote
+
+    where = " ".join(quote(path) for path in paths)
+    report = f"ckpt-audit report {where} -o report.html for the charts"
+    look = next((run for run in result.runs if run.flagged), None) or next(
+        (run for run in result.runs if run.verdict == "differs"), None
+    )
+    if look is None:
+        return f"next: {report}"
+    why = "it is flagged" if look.flagged else "its picks differ"
+    return f"next: ckpt-audit show {quote(safe(look.run_dir))} to see why {why}; {report}"
+
+
+def _layout(headers: Sequence[str], rows: list[list[str]]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True)
 
 
 def sweep_line(result: AuditResult) -> str:
@@ -92,47 +137,91 @@ def _verdict(run: RunResult, color: bool) -> str:
     return label
 
 
-def _run_row(run: RunResult, color: bool = False) -> tuple[str, ...]:
+def _run_table(
+    runs: Sequence[RunResult], dropped: frozenset[str], color: bool
+) -> tuple[list[str], list[list[str]]]:
+    keep = [i for i, name in enumerate(RUN_HEADERS) if name not in dropped]
+    rows = [_run_row(run, color, numbers="numbers" not in dropped) for run in runs]
+    return [RUN_HEADERS[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+def _run_row(run: RunResult, color: bool, numbers: bool) -> list[str]:
     if run.error is not None:
-        return (safe(run.run_dir), "-", "-", "-", "-", "-", _verdict(run, color))
-    return (
+        return [safe(run.run_dir), "-", "-", "-", "-", "-", _verdict(run, color)]
+    pick = pick_with_numbers if numbers else lambda run, pick: pick_label(pick)
+    return [
         safe(run.run_dir),
         str(run.checkpoints_on_disk) if not run.history_only else "-",
         str(run.evaluations),
-        pick_with_numbers(run, run.eval_only_pick),
-        pick_with_numbers(run, run.scorer_pick),
+        pick(run, run.eval_only_pick),
+        pick(run, run.scorer_pick),
         pick_label(run.trainer_best),
         _verdict(run, color),
-    )
+    ]
 
 
-def _checkpoint_table(run: RunResult, result: AuditResult) -> str:
-    from tabulate import tabulate
-
+def _checkpoint_table(run: RunResult, result: AuditResult, width: int | None) -> str:
     title = f"{safe(run.run_dir)}  [{verdict_label(run)}]"
     if run.error is not None:
         return f"{title}\nerror: {safe(run.error)}"
-    title += f"  eval key: {safe(run.eval_key or '-')}"
+    suffix = f"  [{verdict_label(run)}]  eval key: {safe(run.eval_key or '-')}"
+    name = safe(run.run_dir)
+    if width is not None and len(name) + len(suffix) > width:
+        name = shorten_middle(name, max(width - len(suffix), 20))
+    table, dropped = fit_table(
+        lambda dropped: _checkpoint_rows(run, dropped), CHECKPOINT_DROP_ORDER, width, _layout
+    )
+    lines = [*evidence_lines(run)]
+    said = decision(run, result.config)
+    if said:
+        lines.append(f"decision: {safe(said)}")
+    legend = wrap(checkpoint_legend(dropped), width)
+    return "\n".join([f"{name}{suffix}", table, legend, *(wrap(line, width) for line in lines)])
+
+
+def checkpoint_legend(dropped: frozenset[str] = frozenset()) -> str:
+    """Return the one-line legend of `show`'s columns (of those not dropped)."""
+    parts = ["k: evals since eval_loss last improved"]
+    if "pick words" in dropped:
+        parts.append("pick: E eval-only, S scorer, T trainer")
+    if "components" not in dropped:
+        parts.append("c.*: the score's parts")
+    if "ppl" not in dropped:
+        parts.append("ppl: exp(eval_loss)")
+    if "gap" not in dropped:
+        parts.append("gap: |train-eval|/eval")
+    parts.append("overfit: max(0, eval-train)/eval")
+    return "; ".join(parts)
+
+
+def _checkpoint_rows(run: RunResult, dropped: frozenset[str]) -> tuple[list[str], list[list[str]]]:
+    names = [
+        name
+        for name in CHECKPOINT_HEADERS
+        if name not in dropped and not ("components" in dropped and name in _COMPONENTS)
+    ]
     rows = []
     for row in run.checkpoints:
-        rows.append(
-            (
-                str(row.step),
-                safe(row.checkpoint) if row.checkpoint else "-",
-                number(row.eval_loss),
-                number(row.train_loss),
-                number(row.gap),
-                number(row.overfit),
-                number(row.perplexity, 2),
-                "-"
-                if row.epochs_without_improvement is None
-                else str(row.epochs_without_improvement),
-                *score_cells(run, row),
+        cells = dict(
+            zip(
+                CHECKPOINT_HEADERS,
+                (
+                    str(row.step),
+                    safe(row.checkpoint) if row.checkpoint else "-",
+                    number(row.eval_loss),
+                    number(row.train_loss),
+                    number(row.gap),
+                    number(row.overfit),
+                    number(row.perplexity, 2),
+                    "-"
+                    if row.epochs_without_improvement is None
+                    else str(row.epochs_without_improvement),
+                    *score_cells(run, row),
+                ),
+                strict=True,
             )
         )
-    table = tabulate(rows, headers=CHECKPOINT_HEADERS, tablefmt="simple", disable_numparse=True)
-    text = f"{title}\n{table}"
-    for evidence in evidence_lines(run):
-        text += "\n" + evidence
-    said = decision(run, result.config)
-    return text + (f"\ndecision: {safe(said)}" if said else "")
+        if "pick words" in dropped:
+            cells["pick"] = "".join(_INITIALS[m] for m in cells["pick"].split(", ") if m)
+        rows.append([cells[name] for name in names])
+    return names, rows

@@ -20,14 +20,22 @@ def safe(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
+#: From this size on a number is written in scientific notation: a diverged loss's perplexity
+#: would otherwise be 30 digits wide.
+SCIENTIFIC_FROM = 1e6
+
+
 def number(value: float | None, digits: int = 4) -> str:
-    """Return a fixed-point number, "inf"/"nan" for non-finite, "-" for missing."""
+    """Return a fixed-point number (scientific from 1e6 on), "inf"/"nan" for non-finite, "-"
+    for missing."""
     if value is None:
         return "-"
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
+    if abs(value) >= SCIENTIFIC_FROM:
+        return f"{value:.3e}"
     return f"{value:.{digits}f}"
 
 
