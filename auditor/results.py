@@ -249,9 +249,9 @@ class AuditResult:
     runs: tuple[RunResult, ...]
     config: Config = field(default_factory=Config)
     deploy: DeployJudgement | None = None
-    #: The best checkpoint across every audited run; computed from `runs` when not given, and
-    #: kept when a report shows only some runs (`scan --top`).
-    sweep_best: SweepBest | None = None
+    #: The best checkpoint of each group of comparable runs; computed from `runs` when not
+    #: given, and kept when a report shows only some runs (`scan --top`).
+    sweep_best: tuple[SweepBest, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.sweep_best is None:
@@ -275,7 +275,7 @@ class AuditResult:
             "schema_version": SCHEMA_VERSION,
             "runs": [r.to_dict() for r in self.runs],
             "config": self.config.to_dict(),
-            "sweep_best": self.sweep_best.to_dict() if self.sweep_best is not None else None,
+            "sweep_best": [group.to_dict() for group in self.sweep_best or ()],
         }
         if self.deploy is not None:
             data["deploy"] = self.deploy.to_dict()

@@ -1,8 +1,10 @@
-"""Across a sweep: the best checkpoint of all runs, and the order of runs in a report."""
+"""Across a sweep: the best checkpoint of each group of comparable runs, and the order of runs in
+a report."""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,12 @@ class SweepPick:
             return f"{self.run_dir} step {self.step}"
         return f"{self.run_dir}/{self.checkpoint}"
 
+    def label_below(self, parent: str) -> str:
+        """Return the label relative to the group's `parent` folder."""
+        label = self.label
+        prefix = parent.rstrip("/") + "/"
+        return label[len(prefix) :] if parent != "." and label.startswith(prefix) else label
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (non-finite numbers as None)."""
         return {
@@ -41,22 +49,33 @@ class SweepPick:
 
 @dataclass(frozen=True)
 class SweepBest:
-    """The best candidate checkpoint across every run, by score and by eval loss alone."""
+    """The best candidate checkpoint of one group of comparable runs (the same parent folder,
+    the same eval key), by score and by eval loss alone."""
 
+    parent: str
+    eval_key: str
+    runs: int
     by_score: SweepPick
     by_eval_loss: SweepPick
 
     def to_dict(self) -> dict[str, Any]:
-        """Return {"by_score": ..., "by_eval_loss": ...}."""
-        return {"by_score": self.by_score.to_dict(), "by_eval_loss": self.by_eval_loss.to_dict()}
+        """Return {"parent", "eval_key", "runs", "by_score", "by_eval_loss"}."""
+        return {
+            "parent": self.parent,
+            "eval_key": self.eval_key,
+            "runs": self.runs,
+            "by_score": self.by_score.to_dict(),
+            "by_eval_loss": self.by_eval_loss.to_dict(),
+        }
 
 
-def sweep_best(runs: Iterable[RunResult]) -> SweepBest | None:
-    """Return the sweep's best checkpoints, or None when no run has a scorable candidate.
+def sweep_best(runs: Iterable[RunResult]) -> tuple[SweepBest, ...]:
+    """Return the best checkpoints of each group of comparable runs, in the order the groups
+    are first met; a group is two runs or more below one folder audited on one eval key.
 
     Only each run's candidates count (the checkpoints its own picks choose from); ties go to
-    the run listed first, then the earlier step. Scores of runs audited on different eval keys
-    are compared as they are.
+    the run listed first, then the earlier step. A classifier's loss is never ranked against a
+    language model's in another folder, nor an eval set's loss against another's.
     """
     tracker = SweepBestTracker()
     for run in runs:
@@ -64,36 +83,61 @@ def sweep_best(runs: Iterable[RunResult]) -> SweepBest | None:
     return tracker.best()
 
 
+def run_group(run: RunResult) -> tuple[str, str] | None:
+    """Return the group a run is compared in, (parent folder, eval key), or None when it has no
+    eval key."""
+    if run.eval_key is None:
+        return None
+    # A bare trainer_state.json stands for the folder it is in.
+    folder = os.path.dirname(run.run_dir) if run.run_dir.endswith(".json") else run.run_dir
+    return os.path.dirname(folder.rstrip("/")) or ".", run.eval_key
+
+
 class SweepBestTracker:
-    """The sweep's best checkpoints so far, fed one run at a time (a streamed report keeps
-    no run once it is written)."""
+    """The best checkpoints of each group of comparable runs so far, fed one run at a time (a
+    streamed report keeps no run once it is written)."""
 
     def __init__(self) -> None:
         self._runs = 0
-        self._by_score: tuple[tuple[float, int, int], SweepPick] | None = None
-        self._by_eval: tuple[tuple[float, int, int], SweepPick] | None = None
+        self._groups: dict[tuple[str, str], _GroupBest] = {}
 
     def add(self, run: RunResult) -> None:
         """Take the next run's candidates into account."""
         index = self._runs
         self._runs += 1
+        group = run_group(run)
+        if group is None:
+            return
+        best = self._groups.setdefault(group, _GroupBest())
+        best.runs += 1
         for row in run.checkpoints:
             if not (row.candidate and row.score is not None and row.score.scorable):
                 continue
             assert row.eval_loss is not None
             pick = SweepPick(run.run_dir, row.checkpoint, row.step, row.eval_loss, row.score.total)
             by_score = (row.score.total, index, row.step)
-            if self._by_score is None or by_score < self._by_score[0]:
-                self._by_score = (by_score, pick)
+            if best.by_score is None or by_score < best.by_score[0]:
+                best.by_score = (by_score, pick)
             by_eval = (row.eval_loss, index, row.step)
-            if self._by_eval is None or by_eval < self._by_eval[0]:
-                self._by_eval = (by_eval, pick)
+            if best.by_eval is None or by_eval < best.by_eval[0]:
+                best.by_eval = (by_eval, pick)
 
-    def best(self) -> SweepBest | None:
-        """Return the best checkpoints of the runs added, or None when none can be picked."""
-        if self._by_score is None or self._by_eval is None:
-            return None
-        return SweepBest(by_score=self._by_score[1], by_eval_loss=self._by_eval[1])
+    def best(self) -> tuple[SweepBest, ...]:
+        """Return the best checkpoints of each group of two runs or more that has a candidate."""
+        return tuple(
+            SweepBest(parent, key, group.runs, group.by_score[1], group.by_eval[1])
+            for (parent, key), group in self._groups.items()
+            if group.runs > 1 and group.by_score is not None and group.by_eval is not None
+        )
+
+
+class _GroupBest:
+    """One group's best so far: (sort key, pick) by score and by eval loss."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.by_score: tuple[tuple[float, int, int], SweepPick] | None = None
+        self.by_eval: tuple[tuple[float, int, int], SweepPick] | None = None
 
 
 def order_runs(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -32,9 +33,17 @@ def test_scan_prints_one_row_per_run_and_a_summary():
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["run", "ckpts", "evals"]
-    # header, rule, one row per run, then a blank line
+    # header, rule, one row per run, then a blank line; the best checkpoint of each group of
+    # comparable runs (two or more in one folder on one eval key) closes the report
     assert lines[2 + len(EXPECTED)] == ""
-    assert lines[-1].startswith("best of the sweep by score: ")
+    judged = Counter(
+        (os.path.dirname(name), want.get("eval_key", "eval_loss"))
+        for name, want in EXPECTED.items()
+        if want["eval_only"] is not None
+    )
+    groups = sum(1 for runs in judged.values() if runs > 1)
+    assert all(line.startswith("best of ") for line in lines[-groups:])
+    assert not lines[-groups - 1].startswith("best of ")
     flagged = next(line for line in lines if "real_overfit_flagged " in line)
     assert "checkpoint-90 (eval 2.721, overfit 0.34)" in flagged
     assert "checkpoint-30 (eval 2.725, overfit 0.14)" in flagged

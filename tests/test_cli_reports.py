@@ -81,7 +81,7 @@ def test_scan_sort_and_top_trim_the_table_but_not_the_summary():
     rows = lines[2:4]
     assert rows[0].startswith(str(Path(SWEEP) / "run-0001"))
     assert lines[4] == ""
-    assert lines[-1].startswith("best of the sweep by score: ")
+    assert lines[-1].startswith(f"best of {SWEEP} (6 runs on eval_loss) by score: ")
     # between the table and the sweep's best: the decisions of the shown runs only
     shown = [row.split()[0] for row in rows]
     assert all(line.split(": ")[0] in shown for line in lines[5:-2])
@@ -96,7 +96,7 @@ def test_scan_top_in_json_keeps_the_sweep_best_of_all_runs():
     )
     assert [run["run_dir"] for run in top["runs"]] == [str(Path(SWEEP) / "run-0003")]
     assert top["sweep_best"] == full["sweep_best"]
-    assert full["sweep_best"]["by_score"]["checkpoint"] == "checkpoint-1000"
+    assert [g["by_score"]["checkpoint"] for g in full["sweep_best"]] == ["checkpoint-1000"]
 
 
 @pytest.mark.parametrize("args", [["--top", "0"], ["--sort", "name"]])

@@ -59,7 +59,7 @@ def test_flagged_runs_come_first_with_each_pick_and_its_gap():
 
 def test_the_sweep_best_closes_the_summary():
     text = markdown.render(auditor.audit(FIXTURES / "sweep"), "runs")
-    line = next(x for x in text.splitlines() if x.startswith("**Best of the sweep**"))
+    line = next(x for x in text.splitlines() if x.startswith("**Best of `"))
     assert "run-0001/checkpoint-1000" in line and "score 0.1520" in line
 
 

@@ -45,8 +45,9 @@ def test_every_row_fits_the_width_on_one_line(width, everything):
 def test_columns_drop_in_the_documented_order(width, everything):
     header = table_lines(render(everything, width=width))[0]
     shown = {name for name in RUN_HEADERS if f"  {name}" in f"  {header}"}
-    missing = [name for name in RUN_DROP_ORDER if name != "gap" and name not in shown]
-    documented = [name for name in RUN_DROP_ORDER if name != "gap"]
+    # "numbers" is a pick's numbers, not a column of its own.
+    missing = [name for name in RUN_DROP_ORDER if name != "numbers" and name not in shown]
+    documented = [name for name in RUN_DROP_ORDER if name != "numbers"]
     assert missing == documented[: len(missing)]
     # The run, both picks and the verdict never go.
     assert {"run", "eval-only pick", "scorer pick", "verdict"} <= shown
@@ -165,11 +166,12 @@ def test_piped_output_keeps_the_full_table():
 
 
 def test_on_a_terminal_a_scan_ends_with_the_next_commands():
-    out, _, _ = on_a_terminal(["scan", "fixtures/sweep"], 200)
+    out, _, _ = on_a_terminal(["scan", "fixtures/sweep", "fixtures/real_overfit_flagged"], 200)
     last = visible(out).rstrip("\n").splitlines()[-1]
     assert last == (
-        "next: ckpt-audit show fixtures/sweep/run-0000 to see why it is flagged; "
-        "ckpt-audit report fixtures/sweep -o report.html for the charts"
+        "next: ckpt-audit show fixtures/real_overfit_flagged to see why it is flagged; "
+        "ckpt-audit report fixtures/sweep fixtures/real_overfit_flagged -o report.html "
+        "for the charts"
     )
 
 

@@ -27,7 +27,7 @@ def write_report(
     config: Config,
     write: Callable[[str], Any],
     deploy: DeployJudgement | None = None,
-    sweep_best: SweepBest | None = None,
+    sweep_best: tuple[SweepBest, ...] | None = None,
 ) -> None:
     """Write the JSON report of `runs` piece by piece through `write`, one run at a time.
 
@@ -49,13 +49,10 @@ def write_report(
 
 
 def _frame(
-    config: Config, deploy: DeployJudgement | None, sweep_best: SweepBest | None
+    config: Config, deploy: DeployJudgement | None, sweep_best: tuple[SweepBest, ...] | None
 ) -> tuple[str, str]:
     """Return the report's text before its runs (up to "runs": [) and after them (from ])."""
-    skeleton = AuditResult((), config, deploy, sweep_best)
-    data = skeleton.to_dict()
-    if sweep_best is None:
-        data["sweep_best"] = None
+    data = AuditResult((), config, deploy, sweep_best or ()).to_dict()
     text = dumps_indented(data)
     at = text.index(_RUNS_SLOT) + len(_RUNS_SLOT) - 1
     return text[:at], text[at:]

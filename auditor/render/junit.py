@@ -46,8 +46,8 @@ def render(result: AuditResult, view: str = "runs") -> str:
     properties = ET.SubElement(suite, "properties")
     for name, value in _flatten("config", result.config.to_dict()):
         ET.SubElement(properties, "property", {"name": name, "value": clean(value)})
-    if result.sweep_best is not None:
-        best = result.sweep_best.by_score
+    for group in result.sweep_best or ():
+        best = group.by_score
         ET.SubElement(properties, "property", {"name": "sweep_best", "value": clean(best.label)})
     suite.extend(cases)
     ET.indent(suites)

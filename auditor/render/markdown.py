@@ -7,7 +7,7 @@ import re
 from ..config import to_yaml
 from ..evidence import decision
 from ..results import AuditResult, CheckpointResult, RunResult, verdict_rank
-from ..sweep import SweepPick
+from ..sweep import SweepBest
 from .text import (
     decisions,
     evidence_lines,
@@ -42,8 +42,8 @@ def render(result: AuditResult, view: str = "runs") -> str:
             for run in errors
         ]
         lines.append("")
-    if result.sweep_best is not None and len(result.runs) > 1:
-        lines += [_sweep_line(result.sweep_best.by_score, result.sweep_best.by_eval_loss), ""]
+    for group in result.sweep_best or ():
+        lines += [_sweep_line(group), ""]
     lines += _config_block(result)
     return "\n".join(lines) + "\n"
 
@@ -118,15 +118,18 @@ def _checkpoint_row(run: RunResult, row: CheckpointResult) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _sweep_line(by_score: SweepPick, by_eval_loss: SweepPick) -> str:
+def _sweep_line(group: SweepBest) -> str:
+    by_score, by_eval_loss = group.by_score, group.by_eval_loss
     line = (
-        f"**Best of the sweep** by score: {code(by_score.label, cell=False)} "
+        f"**Best of {code(group.parent, cell=False)}** ({group.runs} runs on "
+        f"{code(group.eval_key, cell=False)}) by score: "
+        f"{code(by_score.label_below(group.parent), cell=False)} "
         f"(score {number(by_score.score)}, eval loss {number(by_score.eval_loss)})"
     )
     if by_eval_loss == by_score:
         return line + "; lowest eval loss: the same checkpoint."
     return (
-        line + f"; lowest eval loss: {code(by_eval_loss.label, cell=False)} "
+        line + f"; lowest eval loss: {code(by_eval_loss.label_below(group.parent), cell=False)} "
         f"(score {number(by_eval_loss.score)}, eval loss {number(by_eval_loss.eval_loss)})."
     )
 

@@ -75,8 +75,7 @@ def render(
         lines.append(
             f"deploy {safe(result.deploy.checkpoint)}: {status}: {safe(result.deploy.reason)}"
         )
-    if result.sweep_best is not None and len(result.runs) > 1:
-        lines.append(sweep_line(result))
+    lines += sweep_lines(result)
     if lines:
         text += "\n\n" + "\n".join(wrap(line, width) for line in lines)
     note = config_note(result.config)
@@ -107,22 +106,24 @@ def _layout(headers: Sequence[str], rows: list[list[str]]) -> str:
     return tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True)
 
 
-def sweep_line(result: AuditResult) -> str:
-    """Return the closing line naming the sweep's best checkpoint, by score and by eval loss."""
-    best = result.sweep_best
-    if best is None:
-        return ""
-    by_score, by_eval = best.by_score, best.by_eval_loss
-    line = (
-        f"best of the sweep by score: {safe(by_score.label)} "
-        f"(score {number(by_score.score)}, eval_loss {number(by_score.eval_loss)})"
-    )
-    if by_eval == by_score:
-        return line + "; lowest eval_loss: the same checkpoint"
-    return line + (
-        f"; lowest eval_loss: {safe(by_eval.label)} "
-        f"(score {number(by_eval.score)}, eval_loss {number(by_eval.eval_loss)})"
-    )
+def sweep_lines(result: AuditResult) -> list[str]:
+    """Return the closing lines naming each group's best checkpoint, by score and by eval loss."""
+    lines = []
+    for group in result.sweep_best or ():
+        by_score, by_eval = group.by_score, group.by_eval_loss
+        line = (
+            f"best of {safe(group.parent)} ({group.runs} runs on {safe(group.eval_key)}) by "
+            f"score: {safe(by_score.label_below(group.parent))} "
+            f"(score {number(by_score.score)}, eval_loss {number(by_score.eval_loss)})"
+        )
+        if by_eval == by_score:
+            lines.append(line + "; lowest eval_loss: the same checkpoint")
+            continue
+        lines.append(
+            line + f"; lowest eval_loss: {safe(by_eval.label_below(group.parent))} "
+            f"(score {number(by_eval.score)}, eval_loss {number(by_eval.eval_loss)})"
+        )
+    return lines
 
 
 _COLOURS = {"overfit": "red", "error": "red", "differs": "yellow"}
