@@ -15,7 +15,7 @@ import click
 from . import __version__
 from .choices import DEFAULT_CONFIG_NAME, SORT_KEYS
 from .errors import AuditorError, UsageError
-from .render import RENDERERS, TERMINAL_FORMATS, render
+from .render import FILE_FORMATS, RENDERERS, TERMINAL_FORMATS, render
 
 # The audit itself is imported by the commands that run it: `--help` stays as quick as click.
 if TYPE_CHECKING:
@@ -78,16 +78,15 @@ def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--format",
             "fmt",
-            type=click.Choice(sorted(RENDERERS)),
-            default="table",
-            show_default=True,
-            help="Report format.",
+            type=click.Choice(sorted([*RENDERERS, *FILE_FORMATS])),
+            help="Report format (default: table; sqlite for -o FILE.sqlite).",
         ),
         click.option(
             "-o",
             "--output",
             type=click.Path(dir_okay=False, writable=False),
-            help="Write the report to FILE (whole or not at all) instead of stdout.",
+            help="Write the report to FILE (whole or not at all) instead of stdout; a "
+            "FILE.sqlite gets the audit appended.",
         ),
         _audit_options,
         click.option(
@@ -107,6 +106,22 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     # Display options every command shares reach _emit through the context, not each signature.
     ctx.meta[f"ckpt-audit.{param.name}"] = value
     return value
+
+
+def _report_format(fmt: str | None, output: str | None) -> str:
+    """Return the format to write: --format, else sqlite for -o FILE.sqlite, else table.
+
+    A SQLite history is checked before anything is audited: a sweep's audit must not be lost
+    to a file that cannot take it.
+    """
+    from .history import check_history, is_history_path
+
+    chosen = fmt or ("sqlite" if is_history_path(output) else "table")
+    if chosen in FILE_FORMATS:
+        if not output:
+            raise UsageError(f"--format {chosen} writes a file: add -o FILE, e.g. -o audit.sqlite")
+        check_history(output)
+    return chosen
 
 
 def _use_color(fmt: str, output: str | None) -> bool:
@@ -200,30 +215,40 @@ def _emit(
     view: str,
     output: str | None,
     quiet: bool,
+    paths: tuple[str, ...],
     shown: tuple[RunResult, ...] | None = None,
-    paths: tuple[str, ...] | None = None,
+    next_steps: bool = False,
 ) -> None:
-    """Write the report (of the `shown` runs, all by default), then warnings and a summary;
-    with the scanned `paths`, the next commands to run when the report went to a terminal."""
+    """Write the report of `paths` (of the `shown` runs, all by default), then warnings and a
+    summary; with `next_steps`, the next commands to run when the report went to a terminal."""
     from dataclasses import replace
 
-    from .report_file import write_atomic
-
     report = result if shown is None else replace(result, runs=shown)
-    color = _use_color(fmt, output)
     width = _terminal_width(fmt, output)
-    text = render(report, fmt, view, color=color, width=width)
-    if output:
-        write_atomic(output, text)
+    if fmt == "sqlite":
+        from datetime import datetime, timezone
+
+        from .history import append_audit
+
+        assert output is not None
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        append_audit(output, report, paths, when)
     else:
-        click.echo(text, nl=False, color=color)
+        from .report_file import write_atomic
+
+        color = _use_color(fmt, output)
+        text = render(report, fmt, view, color=color, width=width)
+        if output:
+            write_atomic(output, text)
+        else:
+            click.echo(text, nl=False, color=color)
     _messages(result, output, quiet)
-    if paths is not None and width is not None and not quiet:
+    if next_steps and width is not None and not quiet:
         from .render.fit import wrap
-        from .render.table import next_steps
+        from .render.table import next_commands
 
         # After the summary, so it is the last thing a newcomer reads.
-        click.echo("\n" + wrap(next_steps(result, paths), width))
+        click.echo("\n" + wrap(next_commands(result, paths), width))
 
 
 def _messages(result: AuditResult, output: str | None, quiet: bool) -> None:
@@ -331,7 +356,7 @@ def scan(
     per_checkpoint: bool,
     sort: str | None,
     top: int | None,
-    fmt: str,
+    fmt: str | None,
     output: str | None,
     eval_key: str | None,
     config_path: str | None,
@@ -350,6 +375,7 @@ def scan(
       ckpt-audit scan outputs/ --per-checkpoint --format csv -o steps.csv
       ckpt-audit scan outputs/ --sort score --top 5
     """
+    fmt = _report_format(fmt, output)
     config = _load_config(config_path, eval_key)
     # A named eval key is checked against every run before a report is made, so a typo is an
     # error rather than a report of runs with nothing to pick.
@@ -362,7 +388,7 @@ def scan(
 
     shown = order_runs(result.runs, sort, top) if sort or top else None
     view = "checkpoints" if per_checkpoint else "runs"
-    _emit(result, fmt, view, output, quiet, shown, paths)
+    _emit(result, fmt, view, output, quiet, paths, shown, next_steps=True)
 
 
 @main.command()
@@ -370,7 +396,7 @@ def scan(
 @_report_options
 def show(
     run: str,
-    fmt: str,
+    fmt: str | None,
     output: str | None,
     eval_key: str | None,
     config_path: str | None,
@@ -384,10 +410,11 @@ def show(
       ckpt-audit show outputs/run-3
       ckpt-audit show outputs/run-3/checkpoint-400/trainer_state.json
     """
+    fmt = _report_format(fmt, output)
     config = _load_config(config_path, eval_key)
     result = _audit((run,), config, quiet)
     _single_run(result, run, "show")
-    _emit(result, fmt, "checkpoints", output, quiet)
+    _emit(result, fmt, "checkpoints", output, quiet, (run,))
     if result.runs[0].error is not None:
         sys.exit(EXIT_ERROR)
 
@@ -421,7 +448,7 @@ def check(
     deploy: str | None,
     allow_unreadable: bool | None,
     step_summary: bool,
-    fmt: str,
+    fmt: str | None,
     output: str | None,
     eval_key: str | None,
     config_path: str | None,
@@ -439,6 +466,7 @@ def check(
     """
     from .gate import gate_exit_code, run_deploy_gate
 
+    fmt = _report_format(fmt, output)
     config = _load_config(config_path, eval_key)
     if allow_unreadable is not None:
         config = config.replace(allow_unreadable=allow_unreadable)
@@ -448,7 +476,7 @@ def check(
         result = run_deploy_gate(paths, deploy, config, lambda p: _audit(p, config, quiet))
     else:
         result = _audit(paths, config, quiet, curves=fmt == "html")
-    _emit(result, fmt, "runs", output, quiet)
+    _emit(result, fmt, "runs", output, quiet, paths)
     if step_summary and os.environ.get("GITHUB_STEP_SUMMARY"):
         _append_step_summary(result, os.environ["GITHUB_STEP_SUMMARY"])
     code, reason = gate_exit_code(result)
@@ -496,7 +524,7 @@ def report(
     require_matplotlib()
     config = _load_config(config_path, eval_key)
     result = _audit(paths, config, quiet)
-    _emit(result, "html", "runs", output, quiet)
+    _emit(result, "html", "runs", output, quiet, paths)
 
 
 @main.command()

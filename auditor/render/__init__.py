@@ -35,6 +35,9 @@ RENDERERS: dict[str, Renderer] = {
     "html": _on_first_use("html"),
 }
 
+#: Formats that are files rather than text: written with -o only (auditor.history).
+FILE_FORMATS = ("sqlite",)
+
 #: Formats made for a terminal: they take `color` and `width` (None: no limit).
 TERMINAL_FORMATS = ("table",)
 

@@ -84,7 +84,7 @@ def render(
     return text + "\n"
 
 
-def next_steps(result: AuditResult, paths: Sequence[str]) -> str:
+def next_commands(result: AuditResult, paths: Sequence[str]) -> str:
     """Return the line that tells a newcomer what to run next: `show` on the first run that
     needs a look (flagged, else picks that differ), and `report` for the charts."""
     from shlex import quote
