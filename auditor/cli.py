@@ -16,6 +16,7 @@ from . import __version__
 from .choices import DEFAULT_CONFIG_NAME, SORT_KEYS
 from .errors import AuditorError, UsageError
 from .render import FILE_FORMATS, RENDERERS, TERMINAL_FORMATS, render
+from .report_file import check_writable
 
 # The audit itself is imported by the commands that run it: `--help` stays as quick as click.
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 def _report_format(fmt: str | None, output: str | None) -> str:
     """Return the format to write: --format, else sqlite for -o FILE.sqlite, else table.
 
-    A SQLite history is checked before anything is audited: a sweep's audit must not be lost
+    The output file is checked before anything is audited: a sweep's audit must not be lost
     to a file that cannot take it.
     """
     from .history import check_history, is_history_path
@@ -121,6 +122,8 @@ def _report_format(fmt: str | None, output: str | None) -> str:
         if not output:
             raise UsageError(f"--format {chosen} writes a file: add -o FILE, e.g. -o audit.sqlite")
         check_history(output)
+    elif output:
+        check_writable(output)
     return chosen
 
 
@@ -511,17 +514,15 @@ def _single_run(result: AuditResult, run: str, command: str) -> RunResult:
 def report(
     paths: tuple[str, ...], output: str, eval_key: str | None, config_path: str | None, quiet: bool
 ) -> None:
-    """One self-contained HTML page for the runs below PATHS: a sortable overview with
-    flagged runs first, then each run's train and eval loss chart with both picks marked
-    and its score components. Needs matplotlib: pip install 'checkpoint-auditor[plot]'.
+    """One self-contained HTML page for the runs below PATHS: the best checkpoint of each
+    sweep, a sortable overview with flagged runs first, then each run's interactive train
+    and eval loss chart with both picks marked, and its score components.
 
     \b
     Example:
       ckpt-audit report outputs/ -o report.html
     """
-    from .plot import require_matplotlib
-
-    require_matplotlib()
+    check_writable(output)
     config = _load_config(config_path, eval_key)
     result = _audit(paths, config, quiet)
     _emit(result, "html", "runs", output, quiet, paths)

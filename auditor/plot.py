@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
+from .curves import overfit_spans, thin, y_range
 from .errors import AuditorError
 from .results import CheckpointResult, RunResult
 
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install 'checkpoint-auditor[plot]'"
 FORMATS = ("png", "svg", "pdf")
 
-#: A train curve longer than this is thinned to its per-bucket extremes: a 50-run report must stay
-#: a few MB, and the eye cannot tell 20,000 points from 400 on a chart this wide.
+#: A train curve longer than this is thinned to its per-bucket extremes: the eye cannot tell
+#: 20,000 points from 400 on a chart this wide.
 MAX_TRAIN_POINTS = 400
 
 #: Beyond this many evaluations a dot per evaluation is noise (and bytes): the line alone is drawn.
@@ -63,19 +63,6 @@ def require_matplotlib() -> None:
         raise PlotUnavailableError(
             f"charts need matplotlib, which is not installed: {INSTALL_HINT}"
         ) from exc
-
-
-def chart_svg(run: RunResult, id_prefix: str = "c") -> str:
-    """Return the chart of `run` as an <svg> element ready to inline in HTML.
-
-    Element ids get `id_prefix`, so several charts can share one page without clashing.
-    """
-    text = chart_bytes(run, "svg").decode("utf-8")
-    text = text[text.index("<svg") :]
-    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.DOTALL)
-    text = _GEOMETRY.sub(lambda m: m.group(1) + _DIGITS.sub(r"\1", m.group(2)), text)
-    text = re.sub(r"\n\s+", "\n", text)
-    return _prefix_ids(text, id_prefix)
 
 
 def chart_bytes(run: RunResult, fmt: str, title: str | None = None) -> bytes:
@@ -219,49 +206,6 @@ def draw(run: RunResult, title: str | None = None) -> Figure:
     return figure
 
 
-def overfit_spans(run: RunResult, min_rise: float = 0.01) -> list[tuple[int, int]]:
-    """Return the step ranges over which eval loss keeps rising (by `min_rise` of its value or
-    more) while train loss ends lower than it started: the signature of overfitting.
-
-    Train loss is judged over the whole range, not step by step, because it is logged far more
-    often than evaluations and its noise would break one range into many.
-    """
-    points = [
-        (c.step, c.eval_loss, c.train_loss)
-        for c in run.checkpoints
-        if c.eval_loss is not None
-        and c.train_loss is not None
-        and math.isfinite(c.eval_loss)
-        and math.isfinite(c.train_loss)
-    ]
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for index in range(1, len(points) + 1):
-        if index < len(points) and points[index][1] > points[index - 1][1]:
-            continue
-        first, last = points[start], points[index - 1]
-        if last[1] - first[1] >= min_rise * abs(first[1]) and last[2] < first[2] and last != first:
-            spans.append((first[0], last[0]))
-        start = index
-    return spans
-
-
-def thin(points: Sequence[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
-    """Return at most about `limit` points of a curve: the lowest and highest of each bucket, in
-    step order, so spikes and the trend both survive."""
-    if len(points) <= limit:
-        return list(points)
-    buckets = max(1, limit // 2)
-    size = math.ceil(len(points) / buckets)
-    kept: list[tuple[int, float]] = []
-    for start in range(0, len(points), size):
-        chunk = points[start : start + size]
-        low = min(chunk, key=lambda p: p[1])
-        high = max(chunk, key=lambda p: p[1])
-        kept.extend(sorted({low, high}))
-    return kept
-
-
 def _mark_picks(ax: Any, run: RunResult) -> None:
     eval_only = run.row(run.eval_only_pick)
     scorer = run.row(run.scorer_pick)
@@ -328,27 +272,10 @@ def _align(ax: Any, step: int) -> str:
 
 
 def _set_limits(ax: Any, run: RunResult, values: list[float]) -> float | None:
-    """Keep a diverged loss (1e11) from flattening every other curve; return the clipped top.
-
-    A run's losses start high and fall, so twice its opening losses (or its median evaluation,
-    whichever is larger) bounds every curve that did not blow up.
-    """
-    if not values:
-        return None
-    evals = [c.eval_loss for c in run.checkpoints if c.eval_loss is not None]
-    evals = [v for v in evals if math.isfinite(v)]
-    opening = [v for _, v in run.train_losses[:1] if math.isfinite(v)] + evals[:1]
-    if evals:
-        opening.append(sorted(evals)[len(evals) // 2])
-    top = max(values)
-    low = min(0.0, min(values))
-    limit = 2.0 * max(opening, default=top)
-    headroom = 0.22
-    if top > limit > 0:
-        ax.set_ylim(low, limit * (1 + headroom))
-        return top
-    ax.set_ylim(low, top * (1 + headroom) if top > 0 else 1.0)
-    return None
+    """Keep a diverged loss (1e11) from flattening every other curve; return the clipped top."""
+    low, high, clipped = y_range(run, values)
+    ax.set_ylim(low, high)
+    return clipped
 
 
 def _name(row: CheckpointResult) -> str:
@@ -365,19 +292,3 @@ def _style() -> Iterator[None]:
 
     with matplotlib.rc_context(cast(Any, _STYLE)):
         yield
-
-
-# Two decimals of a point are finer than any screen shows; matplotlib writes six.
-_GEOMETRY = re.compile(r'(\b(?:d|x|y|transform)=")([^"]*)')
-_DIGITS = re.compile(r"(\.\d{2})\d+")
-_ID = re.compile(r'\bid="([^"]+)"')
-_REFERENCE = re.compile(r'(url\(|href=")#([^)"]+)')
-
-
-def _prefix_ids(svg: str, prefix: str) -> str:
-    """Give every referenced id of one SVG a prefix, references included, so inline charts
-    never clash; drop the ids nothing refers to (matplotlib names every group)."""
-    used = {m.group(2) for m in _REFERENCE.finditer(svg)}
-    svg = re.sub(r'<g id="([^"]+)">', lambda m: m.group(0) if m.group(1) in used else "<g>", svg)
-    svg = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', svg)
-    return _REFERENCE.sub(lambda m: f"{m.group(1)}#{prefix}-{m.group(2)}", svg)

@@ -10,6 +10,21 @@ from collections.abc import Callable
 from .errors import ReportWriteError
 
 
+def check_writable(path: str) -> None:
+    """Return when a report can be written to `path`: its folder exists and takes new files,
+    and the path is not a folder. Raises ReportWriteError naming the path otherwise.
+
+    Called before an audit, so a long one is not lost to a typo in -o.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ReportWriteError(f"cannot write {path}: it is a folder")
+    if not os.path.isdir(folder):
+        raise ReportWriteError(f"cannot write {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ReportWriteError(f"cannot write {path}: the folder {folder} is not writable")
+
+
 def write_atomic(path: str, text: str | bytes) -> None:
     """Write `text` (str or bytes) to `path` through a temporary file beside it and a rename.
 

@@ -29,13 +29,47 @@ from conftest import FIXTURES, drop_evaluations
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 TIMEOUT = 60.0
 
-VISIBLE_CHARTS = """
-Array.from(document.querySelectorAll('figure.chart svg')).filter(function (svg) {
-  var box = svg.getBoundingClientRect(), style = getComputedStyle(svg);
-  return box.width > 300 && box.height > 100 && style.visibility === 'visible'
-    && style.display !== 'none' && svg.querySelectorAll('path').length > 10;
-}).length
+# A chart counts when its canvas is on screen, of a readable size, and has something drawn.
+DRAWN = """
+function drawn(figure) {
+  var canvas = figure.querySelector('canvas');
+  if (!canvas) { return false; }
+  var box = canvas.getBoundingClientRect(), style = getComputedStyle(canvas);
+  if (box.width < 300 || box.height < 100 || style.visibility !== 'visible') { return false; }
+  var pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  var inked = 0;
+  for (var i = 3; i < pixels.length; i += 4) { if (pixels[i] > 0) { inked++; } }
+  return inked > 2000;
+}
 """
+# Scroll every chart into view in turn (charts below the fold are drawn when they come near),
+# then count the drawn ones.
+VISIBLE_CHARTS = (
+    "(async function () {"
+    + DRAWN
+    + """
+  var figures = Array.from(document.querySelectorAll('figure.chart'));
+  for (var figure of figures) {
+    figure.scrollIntoView();
+    await new Promise(function (done) {
+      requestAnimationFrame(function () { requestAnimationFrame(done); });
+    });
+  }
+  window.scrollTo(0, 0);
+  return figures.filter(drawn).length;
+})()
+"""
+)
+# Milliseconds from the start of navigation to the first chart drawn (null after 10 s without).
+FIRST_CHART_MS = """new Promise(function (done) {
+  var waited = 0;
+  (function poll() {
+    var first = window.ckptAuditFirstChart;
+    if (first || waited > 10000) { return done(first || null); }
+    waited += 20;
+    setTimeout(poll, 20);
+  })();
+})"""
 FIRST_RUN = "document.querySelector('table.overview tbody tr td').getAttribute('data-sort')"
 
 
@@ -152,8 +186,11 @@ class Browser:
         return time.monotonic() - started
 
     def evaluate(self, expression: str) -> Any:
-        """Return the value of a JavaScript expression in the page."""
-        result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        """Return the value of a JavaScript expression in the page (awaited if a promise)."""
+        result = self.call(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+        )
         if "exceptionDetails" in result:
             raise AssertionError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -224,8 +261,51 @@ def test_report_renders_with_no_errors_and_every_chart_visible(browser, fixtures
     assert browser.evaluate("document.querySelectorAll('figure.chart').length") == 19
     assert browser.evaluate(VISIBLE_CHARTS) == 19
     assert browser.evaluate("document.title") == "Checkpoint audit: 19 runs, 1 flagged"
+    assert browser.errors() == []
     browser.screenshot(ARTIFACTS / "report.png")
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+
+
+def test_hovering_a_chart_shows_the_step_and_values_and_dragging_zooms(browser, fixtures_report):
+    browser.open(fixtures_report.as_uri())
+    browser.evaluate("document.querySelector('figure.chart').scrollIntoView()")
+    box = browser.evaluate(
+        "(function () { var r = document.querySelector('figure.chart .u-over')"
+        ".getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()"
+    )
+    left, top, width, height = box
+    legend = (
+        "Array.from(document.querySelector('figure.chart').querySelectorAll('.u-legend .u-value'))"
+        ".map(function (cell) { return cell.textContent; })"
+    )
+    assert browser.evaluate(legend)[0] == "--"
+    mouse = {"x": left + width * 0.5, "y": top + height * 0.5}
+    browser.call("Input.dispatchMouseEvent", {"type": "mouseMoved", **mouse})
+    values = browser.evaluate(legend)
+    low, high = browser.evaluate(
+        "(function (x) { return [x.min, x.max]; })"
+        "(document.querySelector('figure.chart').uplot.scales.x)"
+    )
+    # The point under the middle of the chart: a step from the middle of its range.
+    step = int(values[0].replace(",", ""))
+    assert low + 0.3 * (high - low) <= step <= low + 0.7 * (high - low)
+    assert any(v not in ("--", "") for v in values[1:3])
+    before = browser.evaluate("document.querySelector('figure.chart').uplot.scales.x.max")
+    start = {"x": left + width * 0.2, "y": top + height * 0.5}
+    end = {"x": left + width * 0.4, "y": top + height * 0.5}
+    browser.call("Input.dispatchMouseEvent", {"type": "mouseMoved", **start})
+    browser.call(
+        "Input.dispatchMouseEvent",
+        {"type": "mousePressed", "button": "left", "clickCount": 1, **start},
+    )
+    browser.call("Input.dispatchMouseEvent", {"type": "mouseMoved", "buttons": 1, **end})
+    browser.call(
+        "Input.dispatchMouseEvent",
+        {"type": "mouseReleased", "button": "left", "clickCount": 1, **end},
+    )
+    after = browser.evaluate("document.querySelector('figure.chart').uplot.scales.x.max")
+    assert after < before
+    assert browser.errors() == []
 
 
 def test_clicking_a_header_sorts_the_overview(browser, fixtures_report):
@@ -287,8 +367,11 @@ def test_fifty_run_sweep_report_is_small_and_opens_quickly(browser, tmp_path):
     assert size < 3_000_000, f"report of 50 runs is {size / 1e6:.1f} MB"
     seconds = browser.open(report.as_uri())
     assert seconds < 10, f"the 50-run report took {seconds:.1f} s to load"
+    first_chart = browser.evaluate(FIRST_CHART_MS)
+    assert first_chart is not None and first_chart < 2000, f"first chart at {first_chart} ms"
     assert browser.errors() == []
     assert browser.evaluate(VISIBLE_CHARTS) == 50
+    assert browser.errors() == []
     flagged = browser.evaluate("document.querySelectorAll('tr.flagged').length")
     assert flagged >= 1
     first = browser.evaluate(

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 import auditor
 from auditor.cli import main
-from auditor.plot import overfit_spans, thin
+from auditor.curves import overfit_spans, thin
+from auditor.render.charts import MAX_POINTS, chart_data, charts_json, uplot_assets
 from auditor.render.html import explain
 from conftest import EXAMPLES, FIXTURES
 
@@ -218,14 +219,20 @@ def _without_matplotlib(tmp_path: Path, *args: str) -> subprocess.CompletedProce
     )
 
 
-@pytest.mark.parametrize("command", ["report", "plot"])
-def test_missing_matplotlib_is_exit_2_naming_the_extra(tmp_path, command):
-    out = tmp_path / ("r.html" if command == "report" else "c.png")
-    result = _without_matplotlib(tmp_path, command, str(FLAGGED), "-o", str(out))
+def test_plot_without_matplotlib_is_exit_2_naming_the_extra(tmp_path):
+    out = tmp_path / "c.png"
+    result = _without_matplotlib(tmp_path, "plot", str(FLAGGED), "-o", str(out))
     assert result.returncode == 2
     assert result.stdout == ""
     assert INSTALL in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_report_needs_no_matplotlib(tmp_path):
+    out = tmp_path / "r.html"
+    result = _without_matplotlib(tmp_path, "report", str(FLAGGED), "-o", str(out), "-q")
+    assert result.returncode == 0, result.stderr
+    assert Page(out.read_text(encoding="utf-8")).charts == 1
 
 
 def test_scan_needs_no_matplotlib(tmp_path):
@@ -256,13 +263,15 @@ def test_thin_keeps_the_shape_of_a_long_curve():
     assert thin(points[:10], 600) == points[:10]
 
 
-def test_diverged_run_chart_clips_and_says_so():
-    from auditor.plot import chart_svg
-
-    run = auditor.audit(EXAMPLES / "lm_diverged").runs[0]
-    svg = chart_svg(run, "d")
-    assert "off the chart: loss up to 3.5e+12" in svg
-    assert "eval loss NaN/inf" in svg
+def test_diverged_run_chart_clips_and_says_so(tmp_path):
+    out = tmp_path / "r.html"
+    assert invoke("report", str(EXAMPLES / "lm_diverged"), "-o", str(out)).exit_code == 0
+    text = out.read_text(encoding="utf-8")
+    assert "off the chart: loss up to 3.5e+12" in text
+    assert "eval loss NaN/inf at 10 steps" in text
+    data = chart_data(auditor.audit(EXAMPLES / "lm_diverged").runs[0])
+    low, high = data["y"]
+    assert low == 0 and 0 < high < 3.5e12 and data["clipped"] == pytest.approx(3.5e12, rel=1e-3)
 
 
 def test_explain_says_what_each_rule_would_ship():
@@ -280,39 +289,67 @@ def test_explain_says_what_each_rule_would_ship():
     )
 
 
-def test_a_long_history_makes_a_small_chart(tmp_path):
-    from auditor.plot import chart_svg
-
+def test_a_long_history_makes_a_small_chart_that_keeps_its_extremes(tmp_path):
     history: list[dict[str, float]] = []
     for step in range(1, 20_001):
-        history.append({"loss": 2.0 / (1 + step / 1000) + (step % 13) / 100, "step": step})
+        loss = 2.0 / (1 + step / 1000) + (step % 13) / 100
+        history.append({"loss": 9.0 if step == 12_345 else loss, "step": step})
         if step % 10 == 0:
             history.append({"eval_loss": 2.2 / (1 + step / 1000) + step / 40_000, "step": step})
     state = tmp_path / "trainer_state.json"
     state.write_text(json.dumps({"global_step": 20_000, "log_history": history}))
     run = auditor.audit(state).runs[0]
     assert run.evaluations == 2000
-    svg = chart_svg(run, "long")
-    assert len(svg) < 80_000, len(svg)
-    assert "eval-only pick: step " in svg
+    data = chart_data(run)
+    steps, losses = data["train"]
+    assert len(steps) <= MAX_POINTS + 2 and steps == sorted(steps)
+    assert (12_345, 9.0) in zip(steps, losses, strict=True)
+    assert min(losses) == pytest.approx(min(v for _, v in run.train_losses), abs=1e-4)
+    assert len(charts_json({"0": data})) < 30_000
+    assert data["evalOnly"] is not None and data["markers"] is False
+
+
+def test_chart_data_holds_both_picks_and_the_checkpoints_on_disk():
+    run = auditor.audit(FIXTURES / "sweep" / "run-0000").runs[0]
+    data = chart_data(run)
+    assert data["evalOnly"][0] == run.eval_only_pick.step == 500
+    assert data["scorer"][0] == run.scorer_pick.step == 400
+    assert data["disk"] == [c.step for c in run.checkpoints if c.on_disk]
+    assert [list(span) for span in data["spans"]] == [[500, 1000]]
+    assert data["eval"][0] == [c.step for c in run.checkpoints if c.eval_loss is not None]
+
+
+def test_chart_data_cannot_end_its_script_element():
+    text = charts_json({"0": {"key": "eval_</script><script>alert(1)</script>_loss"}})
+    assert "</script>" not in text and "<" not in text
+    assert json.loads(text)["0"]["key"].startswith("eval_</script>")
+
+
+def test_the_page_names_the_best_checkpoint_of_each_sweep(fixtures_report):
+    text = fixtures_report[0]
+    assert "Best checkpoint of the sweep" in text
+    assert "run-0001/checkpoint-1000</a> (score 0.152, eval loss 0.438)" in text
+
+
+def test_report_checks_its_output_before_auditing(tmp_path):
+    missing = tmp_path / "nowhere" / "report.html"
+    result = invoke("report", str(FIXTURES), "-o", str(missing))
+    assert result.exit_code == 2
+    assert str(missing) in result.stderr and "does not exist" in result.stderr
+    # Nothing was audited: no summary line, no warnings about the runs.
+    assert "audited" not in result.stderr and "warning" not in result.stderr
+
+
+def test_the_chart_library_ships_with_its_licence():
+    from importlib.resources import files
+
+    folder = files("auditor.render") / "vendor" / "uplot"
+    assert "MIT License" in (folder / "LICENSE").read_text(encoding="utf-8")
+    script, style = uplot_assets()
+    assert "uPlot" in script and ".uplot" in style
 
 
 def test_report_records_the_config_it_was_made_with(fixtures_report):
     text = fixtures_report[0]
     assert "Config this report was made with" in text
     assert "min_gap_delta: 0.1" in text and "train_loss: last" in text
-
-
-def test_charts_drawn_by_worker_processes_make_the_same_page(monkeypatch):
-    from auditor import workers
-    from auditor.render import html as html_report
-    from auditor.render import render
-
-    result = auditor.audit(*BUNDLED)
-    monkeypatch.setenv("CKPT_AUDIT_JOBS", "1")
-    alone = render(result, "html")
-    monkeypatch.setenv("CKPT_AUDIT_JOBS", "3")
-    shared = render(result, "html")
-    assert len(result.runs) >= html_report.CHARTS_PARALLEL_FROM and workers.can_fork()
-    assert shared == alone
-    assert Page(shared).charts == sum(1 for r in result.runs if r.error is None)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import os
 from html import escape
+from typing import Any
 
 from .. import __version__
 from ..config import Config, to_yaml
 from ..evidence import decision
 from ..results import VERDICT_ORDER, AuditResult, CheckpointResult, Pick, RunResult, verdict_rank
+from ..sweep import SweepPick
 from .text import marks, number, safe
 
 VERDICT_TEXT = {
@@ -24,11 +26,11 @@ VERDICT_TEXT = {
 def render(result: AuditResult, view: str = "runs") -> str:
     """Return the report as one HTML document that needs no network to view.
 
-    The same page serves every view. Raises PlotUnavailableError when matplotlib is missing.
+    The same page serves every view. Each chart is drawn in the page from its data (JSON) by
+    the vendored uPlot, when it comes into view.
     """
-    from ..plot import require_matplotlib
+    from .charts import SCRIPT, chart_data, charts_json, uplot_assets
 
-    require_matplotlib()
     runs = sorted(enumerate(result.runs), key=lambda item: (_rank(item[1]), item[0]))
     flagged = [(i, r) for i, r in runs if r.flagged]
     counts = ", ".join(
@@ -39,25 +41,65 @@ def render(result: AuditResult, view: str = "runs") -> str:
     noun = "run" if len(result.runs) == 1 else "runs"
     base, names = short_names([r.run_dir for r in result.runs])
     below = f" below {safe(base)}" if base else ""
+    charts = {str(i): chart_data(r) for i, r in runs if r.error is None}
+    uplot_script, uplot_style = uplot_assets()
     parts = [
         _HEAD.format(
             title=escape(f"Checkpoint audit: {len(result.runs)} {noun}, {len(flagged)} flagged"),
-            style=_STYLE,
+            style=uplot_style + _STYLE,
             policy=_POLICY,
         ),
         "<header><h1>Checkpoint audit</h1>",
         f'<p class="lede">{len(result.runs)} {noun} audited{escape(below)}: '
         f"{escape(counts)}.</p></header>",
         _findings(flagged, names, result.config),
+        _sweep_best(result, names),
         _overview(runs, names),
         *(
-            _run_section(index, run, names[index], result, chart)
-            for (index, run), chart in zip(runs, _charts(runs), strict=True)
+            _run_section(index, run, names[index], result, charts.get(str(index)))
+            for index, run in runs
         ),
         _footer(result),
-        f"<script>{_SCRIPT}</script>\n</body>\n</html>\n",
+        f'<script type="application/json" id="ckpt-chart-data">{charts_json(charts)}</script>',
+        f"<script>{uplot_script}</script>",
+        f"<script>{SCRIPT}{_SCRIPT}</script>\n</body>\n</html>\n",
     ]
     return "\n".join(parts)
+
+
+def _sweep_best(result: AuditResult, names: list[str]) -> str:
+    """Return the best checkpoint of each sweep on the page, by score and by eval loss."""
+    if not result.sweep_best:
+        return ""
+    anchors = {run.run_dir: _anchor(i) for i, run in enumerate(result.runs)}
+
+    def link(pick: SweepPick, parent: str) -> str:
+        label = escape(safe(pick.label_below(parent)))
+        anchor = anchors.get(pick.run_dir)
+        return f'<a href="#{anchor}">{label}</a>' if anchor else label
+
+    items = []
+    for group in result.sweep_best:
+        by_score, by_eval = group.by_score, group.by_eval_loss
+        line = (
+            f"<b>{escape(safe(group.parent))}</b> ({group.runs} runs on "
+            f"<code>{escape(safe(group.eval_key))}</code>): by score "
+            f"{link(by_score, group.parent)} (score {number(by_score.score, 3)}, eval loss "
+            f"{number(by_score.eval_loss, 3)}); lowest eval loss: "
+        )
+        if by_eval == by_score:
+            line += "the same checkpoint."
+        else:
+            line += (
+                f"{link(by_eval, group.parent)} (score {number(by_eval.score, 3)}, eval loss "
+                f"{number(by_eval.eval_loss, 3)})."
+            )
+        items.append(f"<li>{line}</li>")
+    return (
+        '<section class="best"><h2>Best checkpoint of the sweep</h2><ul>'
+        + "".join(items)
+        + "</ul></section>"
+    )
 
 
 def explain(run: RunResult, config: Config | None = None) -> str:
@@ -236,26 +278,8 @@ _COMPONENT_HEADERS = (
 )
 
 
-#: Charts take about 0.1 s each: from this many on, worker processes share them.
-CHARTS_PARALLEL_FROM = 8
-
-
-def _charts(runs: list[tuple[int, RunResult]]) -> list[str | None]:
-    """Return the chart of each run (None for an unreadable run), drawn in worker processes
-    when there are many."""
-    from ..plot import chart_svg
-    from ..workers import map_in_order, worker_count
-
-    def chart(item: tuple[int, RunResult]) -> str | None:
-        index, run = item
-        return chart_svg(run, _anchor(index)) if run.error is None else None
-
-    workers = worker_count(len(runs), None, CHARTS_PARALLEL_FROM)
-    return list(map_in_order(chart, runs, workers))
-
-
 def _run_section(
-    index: int, run: RunResult, short: str, result: AuditResult, chart: str | None
+    index: int, run: RunResult, short: str, result: AuditResult, chart: dict[str, Any] | None
 ) -> str:
     parts = [
         f'<section class="run {escape(run.verdict)}" id="{_anchor(index)}">',
@@ -264,7 +288,15 @@ def _run_section(
         f'<p class="why">{escape(explain(run, result.config))}</p>',
     ]
     if chart is not None:
-        parts.append(f'<figure class="chart">{chart}</figure>')
+        notes = ["drag to zoom, double-click to zoom out"]
+        if chart["clipped"] is not None:
+            notes.append(f"off the chart: loss up to {chart['clipped']:.3g}")
+        if chart["broken"]:
+            notes.append(f"eval loss NaN/inf at {len(chart['broken'])} steps (x at the top)")
+        parts.append(
+            f'<figure class="chart" data-chart="{index}"><div class="plot"></div>'
+            f"<figcaption>{escape('; '.join(notes))}</figcaption></figure>"
+        )
         parts.append(_components(run))
     if run.warnings:
         items = "".join(f"<li>{escape(safe(w))}</li>" for w in run.warnings)
@@ -326,8 +358,10 @@ def _footer(result: AuditResult) -> str:
         "loss). A run is flagged when the eval-only pick overfits (max(0, eval - train) / eval) "
         f"by at least {result.config.min_gap_delta:g} more than the scorer's pick and no "
         "held-out evidence says it is better: its lower eval loss is within the noise of the "
-        "eval curve, and no task metric (eval_accuracy, ...) rates it better. Shaded "
-        "on the charts: where eval loss keeps rising while train loss falls.</p>"
+        "eval curve, and no task metric (eval_accuracy, ...) rates it better. On the charts, "
+        "hover for each point's step and values; circled: the eval-only pick (red) and the "
+        "scorer's pick (green); ticks under the axis: checkpoints on disk; shaded: where eval "
+        "loss keeps rising while train loss falls.</p>"
         "<details><summary>Config this report was made with</summary>"
         f"<pre>{escape(to_yaml(result.config, comments=False))}</pre></details>"
         f"<p>Made by ckpt-audit {escape(__version__)}.</p></footer>"
@@ -397,8 +431,11 @@ section.run h2 { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, mon
 .path { margin: -6px 0 6px; color: var(--muted); font-size: 12px;
   font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 section.run.overfit .why { color: var(--red); font-weight: 600; }
-figure.chart { margin: 0; }
-figure.chart svg { width: 100%; max-width: 1000px; height: auto; display: block; }
+figure.chart { margin: 0; max-width: 1000px; }
+figure.chart .plot { min-height: 340px; }
+figure.chart figcaption { color: var(--muted); font-size: 12px; }
+.best { margin: 0 0 20px; }
+.best ul { margin: 0; padding-left: 20px; }
 details { margin: 6px 0; }
 summary { cursor: pointer; color: var(--muted); font-size: 13px; }
 table.components { margin-top: 4px; }
