@@ -1,8 +1,11 @@
 """Benchmark `ckpt-audit scan --format json` on generated sweeps against a hand-written script
 and a near-limit reference; check that every run's picks and flag agree with the reference.
+Then the HTML report of a 500-run sweep against `scan --format json` on it, its size, and its
+first chart in headless Chromium.
 
     python3 bench/run.py                # a few minutes; sweeps are generated into /tmp once
     python3 bench/run.py --repeat 3     # fewer alternating rounds
+    python3 bench/run.py --report-only  # only the HTML report's targets
 
 Needs the shared benchmark scripts (../shared/bench beside the repo, or --scripts DIR):
 gen_sweep.py, baseline_naive.py and limit_newest.py. Exits 1 when a pick or a flag differs
@@ -37,6 +40,12 @@ TARGET_HELP_VS_CLICK = 1.5
 LINEAR_WITH_NOISE = 2.2
 # Peak memory may not grow with the number of runs (beyond noise, in MiB).
 MEMORY_NOISE_MIB = 4.0
+# The HTML report of a large sweep: its time against `scan --format json` on the same sweep,
+# its size, and how soon headless Chromium draws its first chart.
+REPORT_SWEEP = (500, 20)
+TARGET_REPORT_VS_SCAN = 3.0
+TARGET_PAGE_MB = 10.0
+TARGET_FIRST_CHART_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +226,59 @@ def alternate(commands: dict[str, list[str]], repeat: int, outdir: Path) -> dict
     return {name: median(found) for name, found in samples.items()}
 
 
+def first_chart_seconds(page: Path) -> float | None:
+    """Return the seconds from navigation to the first chart drawn, in headless Chromium, or
+    None without Chromium. Uses the test suite's DevTools driver (pytest installed)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        import tempfile
+
+        from test_browser import FIRST_CHART_MS, Browser  # type: ignore[import-not-found]
+
+        executable = shutil.which("chromium") or shutil.which("chromium-browser")
+        if executable is None:
+            return None
+        with tempfile.TemporaryDirectory() as profile:
+            browser = Browser(executable, Path(profile))
+            try:
+                browser.open(page.as_uri())
+                found = browser.evaluate(FIRST_CHART_MS)
+                if browser.errors():
+                    sys.exit(f"bench: console errors in {page}: {browser.errors()}")
+            finally:
+                browser.close()
+        return None if found is None else found / 1000
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+
+
+def report_targets(sweep: Path, repeat: int, out: Path) -> list[tuple[str, bool]]:
+    """Time `report` against `scan --format json` on `sweep`, print the figures, and return
+    the report's targets as (name, met)."""
+    page = out / "report.html"
+    report = [sys.executable, "-m", "auditor", "report", str(sweep), "-q", "-o", str(page)]
+    timed = alternate({"scan": ours(sweep), "report": report}, repeat, out)
+    ratio = timed["report"].wall / timed["scan"].wall
+    megabytes = page.stat().st_size / 1e6
+    first = first_chart_seconds(page)
+    print()
+    print(f"HTML report of {sweep.name}, medians of {repeat} rounds")
+    print(
+        f"report / scan --format json: {ratio:.2f}x ({timed['report'].wall:.2f} s vs "
+        f"{timed['scan'].wall:.2f} s; target <= {TARGET_REPORT_VS_SCAN:g}x)"
+    )
+    print(f"page size:              {megabytes:.1f} MB (target < {TARGET_PAGE_MB:g} MB)")
+    if first is None:
+        print("first chart:            not measured (no Chromium)")
+    else:
+        print(f"first chart drawn:      {first:.2f} s (target < {TARGET_FIRST_CHART_S:g} s)")
+    return [
+        ("report vs scan", ratio <= TARGET_REPORT_VS_SCAN),
+        ("page size", megabytes < TARGET_PAGE_MB),
+        ("first chart", first is not None and first < TARGET_FIRST_CHART_S),
+    ]
+
+
 def machine() -> str:
     """Return the CPU count, CPU model and Python version of this machine."""
     model = platform.processor() or "unknown CPU"
@@ -238,6 +300,9 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ckpt-audit-bench"))
     parser.add_argument("--repeat", type=int, default=5, help="alternating rounds (default 5)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--report-only", action="store_true", help="measure only the HTML report's targets"
+    )
     args = parser.parse_args()
     scripts = args.scripts.resolve()
     for name in ("gen_sweep.py", "baseline_naive.py", "limit_newest.py"):
@@ -246,9 +311,18 @@ def main() -> int:
     if args.workdir.resolve().is_relative_to(REPO):
         sys.exit("bench: --workdir must be outside the repository")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    sweeps = {size: ensure_sweep(scripts, args.workdir, *size) for size in [MAIN, *SCALING]}
     out = args.workdir / "out"
     out.mkdir(exist_ok=True)
+    if args.report_only:
+        print(f"machine: {machine()}", flush=True)
+        print(f"measuring {compile_bytecode()} (bytecode compiled, as pip does at install)")
+        sweep = ensure_sweep(scripts, args.workdir, *REPORT_SWEEP)
+        missed = [name for name, ok in report_targets(sweep, args.repeat, out) if not ok]
+        print(f"targets missed: {', '.join(missed)}" if missed else "targets met")
+        return 1 if missed and args.strict else 0
+    sweeps = {
+        size: ensure_sweep(scripts, args.workdir, *size) for size in [MAIN, *SCALING, REPORT_SWEEP]
+    }
     print(f"machine: {machine()}", flush=True)
     print(f"measuring {compile_bytecode()} (bytecode compiled, as pip does at install)")
 
@@ -352,6 +426,7 @@ def main() -> int:
         f"--help / import click:  {help_ratio:.2f}x  ({startup['help'].wall * 1000:.0f} ms vs "
         f"{startup['click'].wall * 1000:.0f} ms; target <= {TARGET_HELP_VS_CLICK:g}x)"
     )
+    report = report_targets(sweeps[REPORT_SWEEP], max(3, args.repeat // 2), out)
     if mismatches:
         print(f"FAIL: {mismatches} runs differ from the reference in picks or flag")
         return 1
@@ -365,6 +440,7 @@ def main() -> int:
             ("linear in runs", runs_growth <= LINEAR_WITH_NOISE),
             ("linear in checkpoints", ckpts_growth <= LINEAR_WITH_NOISE),
             ("flat memory", memory_growth <= MEMORY_NOISE_MIB),
+            *report,
         )
         if not ok
     ]

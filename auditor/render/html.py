@@ -320,24 +320,26 @@ def _components(run: RunResult) -> str:
         if run.eval_only_pick is not None and row.step == run.eval_only_pick.step:
             cls.append("pick-eval")
         k = row.epochs_without_improvement
+        # Bare cells: a 500-run page holds 10,000 of these rows. Columns are aligned by the
+        # style sheet, and the sorting script reads the numbers from the text.
         cells = [
-            _num_cell(float(row.step), "", 0),
-            f"<td>{escape(safe(row.checkpoint)) if row.checkpoint else '(deleted)'}</td>",
-            _num_cell(row.eval_loss, ""),
-            _num_cell(row.train_loss, ""),
-            _num_cell(row.gap, ""),
-            _num_cell(row.overfit, ""),
-            _num_cell(row.perplexity, "", 2),
-            _num_cell(None if k is None else float(k), "", 0),
-            _num_cell(s.eval if s else None, ""),
-            _num_cell(s.gap if s else None, ""),
-            _num_cell(s.perplexity if s else None, ""),
-            _num_cell(s.improvement if s else None, "", 2),
-            _num_cell(s.total if s else None, ""),
-            f"<td>{escape(picked)}</td>",
+            str(row.step),
+            escape(safe(row.checkpoint)) if row.checkpoint else "(deleted)",
+            number(row.eval_loss),
+            number(row.train_loss),
+            number(row.gap),
+            number(row.overfit),
+            number(row.perplexity, 2),
+            "-" if k is None else str(k),
+            number(s.eval if s else None),
+            number(s.gap if s else None),
+            number(s.perplexity if s else None),
+            number(s.improvement if s else None, 2),
+            number(s.total if s else None),
+            escape(picked),
         ]
         attr = f' class="{" ".join(cls)}"' if cls else ""
-        rows.append(f"<tr{attr}>{''.join(cells)}</tr>")
+        rows.append(f"<tr{attr}><td>{'</td><td>'.join(cells)}</td></tr>")
     is_open = " open" if run.verdict != "agree" else ""
     return (
         f"<details{is_open}><summary>Score components ({len(run.checkpoints)} rows)</summary>\n"
@@ -424,7 +426,8 @@ tr.flagged td:first-child { box-shadow: inset 3px 0 0 var(--red); }
 .badge.differs { background: #fff8c5; color: var(--amber); border-color: #e6d58a; }
 .badge.agree { background: #dafbe1; color: var(--green); }
 .badge.no_candidates { background: #eaeef2; color: var(--muted); }
-section.run { border-top: 1px solid var(--line); padding-top: 18px; margin-top: 22px; }
+section.run { border-top: 1px solid var(--line); padding-top: 18px; margin-top: 22px;
+  content-visibility: auto; contain-intrinsic-size: auto 760px; }
 section.run h2 { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   font-size: 15px; }
 .why { margin: 0 0 6px; font-size: 14px; }
@@ -439,6 +442,8 @@ figure.chart figcaption { color: var(--muted); font-size: 12px; }
 details { margin: 6px 0; }
 summary { cursor: pointer; color: var(--muted); font-size: 13px; }
 table.components { margin-top: 4px; }
+table.components td { text-align: right; font-variant-numeric: tabular-nums; }
+table.components td:nth-child(2), table.components td:last-child { text-align: left; }
 tr.pick-eval td { background-color: #fdecea; }
 tr.pick-score td { background-color: #e6f4ea; }
 tr.pick-eval.pick-score td { background-color: #eef6ee; }
