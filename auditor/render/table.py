@@ -186,7 +186,7 @@ def checkpoint_legend(dropped: frozenset[str] = frozenset()) -> str:
     if "pick words" in dropped:
         parts.append("pick: E eval-only, S scorer, T trainer")
     if "components" not in dropped:
-        parts.append("c.*: the score's parts")
+        parts.append("c.*: the score's parts, summing to score")
     if "ppl" not in dropped:
         parts.append("ppl: exp(eval_loss)")
     if "gap" not in dropped:
