@@ -98,7 +98,8 @@ def test_show_of_a_diverged_run_fits_80_columns_in_scientific_notation():
     assert len(rows) == len(result.runs[0].checkpoints)
     # The picks stay marked, as initials the legend explains.
     assert rows[[c.step for c in result.runs[0].checkpoints].index(30)].endswith("EST")
-    assert "pick: E eval-only, S scorer, T trainer" in narrow
+    assert narrow.rstrip("\n").splitlines()[-1].startswith("k: ")
+    assert "pick: E eval-only, S scorer, T trainer" in narrow.rstrip("\n").splitlines()[-1]
 
 
 def test_show_has_a_one_line_legend_for_its_columns():

@@ -176,22 +176,25 @@ def _checkpoint_table(run: RunResult, result: AuditResult, width: int | None) ->
     said = decision(run, result.config)
     if said:
         lines.append(f"decision: {safe(said)}")
-    legend = wrap(checkpoint_legend(dropped), width)
+    legend = checkpoint_legend(dropped, width)
     return "\n".join([f"{name}{suffix}", table, legend, *(wrap(line, width) for line in lines)])
 
 
-def checkpoint_legend(dropped: frozenset[str] = frozenset()) -> str:
-    """Return the one-line legend of `show`'s columns (of those not dropped)."""
+def checkpoint_legend(dropped: frozenset[str] = frozenset(), width: int | None = None) -> str:
+    """Return the one-line legend of `show`'s columns (of those not dropped), the least needed
+    explanations left out when it would not fit in `width`."""
     parts = ["k: evals since eval_loss last improved"]
     if "pick words" in dropped:
         parts.append("pick: E eval-only, S scorer, T trainer")
+    parts.append("overfit: max(0, eval-train)/eval")
     if "components" not in dropped:
         parts.append("c.*: the score's parts, summing to score")
     if "ppl" not in dropped:
         parts.append("ppl: exp(eval_loss)")
     if "gap" not in dropped:
         parts.append("gap: |train-eval|/eval")
-    parts.append("overfit: max(0, eval-train)/eval")
+    while width is not None and len(parts) > 1 and len("; ".join(parts)) > width:
+        parts.pop()
     return "; ".join(parts)
 
 
