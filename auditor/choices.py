@@ -5,3 +5,6 @@ DEFAULT_CONFIG_NAME = ".ckpt-audit.yaml"
 
 #: How `scan --sort` can order runs.
 SORT_KEYS = ("run", "verdict", "score", "eval_loss", "gap")
+
+#: An -o file with one of these suffixes gets the audit appended as SQLite (auditor.history).
+HISTORY_SUFFIXES = (".sqlite", ".sqlite3")

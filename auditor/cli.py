@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from . import __version__
-from .choices import DEFAULT_CONFIG_NAME, SORT_KEYS
+from .choices import DEFAULT_CONFIG_NAME, HISTORY_SUFFIXES, SORT_KEYS
 from .errors import AuditorError, UsageError
 from .render import FILE_FORMATS, RENDERERS, TERMINAL_FORMATS, render
 from .report_file import check_writable
@@ -115,10 +115,11 @@ def _report_format(fmt: str | None, output: str | None) -> str:
     The output file is checked before anything is audited: a sweep's audit must not be lost
     to a file that cannot take it.
     """
-    from .history import check_history, is_history_path
-
-    chosen = fmt or ("sqlite" if is_history_path(output) else "table")
+    history = output is not None and output.lower().endswith(HISTORY_SUFFIXES)
+    chosen = fmt or ("sqlite" if history else "table")
     if chosen in FILE_FORMATS:
+        from .history import check_history
+
         if not output:
             raise UsageError(f"--format {chosen} writes a file: add -o FILE, e.g. -o audit.sqlite")
         check_history(output)

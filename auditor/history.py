@@ -17,7 +17,6 @@ from .results import AuditResult
 #: Marks a SQLite file as a ckpt-audit history ("ckpa"), so another program's file is refused.
 APPLICATION_ID = 0x636B7061
 HISTORY_VERSION = 1
-SUFFIXES = (".sqlite", ".sqlite3")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 # The fixed columns of each table; every other column comes from the JSON report's fields.
@@ -27,11 +26,6 @@ _TABLES = {
     "runs": "id INTEGER PRIMARY KEY, audit_id INTEGER NOT NULL REFERENCES audits(id)",
     "checkpoints": "id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id)",
 }
-
-
-def is_history_path(path: str | None) -> bool:
-    """Return whether `path` names a SQLite history by its suffix."""
-    return path is not None and path.lower().endswith(SUFFIXES)
 
 
 def check_history(path: str) -> None:
