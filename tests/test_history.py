@@ -63,9 +63,10 @@ def assert_stored(row: sqlite3.Row, record: dict) -> None:
 def test_each_audit_is_appended_with_every_field_of_the_json_report(tmp_path):
     path = tmp_path / "audit.sqlite"
     assert invoke("scan", str(FIXTURES), "-q", "-o", str(path)).exit_code == 0
-    assert invoke("check", SWEEP, "-q", "--format", "sqlite", "-o", str(path)).exit_code == 1
+    one = str(FIXTURES / "sweep" / "run-0001")
+    assert invoke("show", one, "-q", "--format", "sqlite", "-o", str(path)).exit_code == 0
     audits = rows(path, "SELECT * FROM audits ORDER BY id")
-    assert [json.loads(a["paths"]) for a in audits] == [[str(FIXTURES)], [SWEEP]]
+    assert [json.loads(a["paths"]) for a in audits] == [[str(FIXTURES)], [one]]
     assert all(a["tool_version"] == auditor.__version__ for a in audits)
     report = json.loads(invoke("scan", str(FIXTURES), "-q", "--format", "json").stdout)
     assert json.loads(audits[0]["config"]) == report["config"]
@@ -83,12 +84,12 @@ def test_each_audit_is_appended_with_every_field_of_the_json_report(tmp_path):
 def test_the_readme_query_lists_every_run_ever_flagged_with_its_picks(tmp_path):
     path = tmp_path / "audit.sqlite"
     for _ in range(2):
-        assert invoke("scan", SWEEP, "-q", "-o", str(path)).exit_code == 0
+        assert invoke("scan", str(FIXTURES), "-q", "-o", str(path)).exit_code == 0
     query = re.search(r"```sql\n(.*?)```", README.read_text(), re.DOTALL)
     assert query is not None, "the README has no example query"
     found = rows(path, query.group(1))
-    flagged = [r for r in auditor.audit(SWEEP).runs if r.flagged]
-    assert len(found) == 2 * len(flagged)
+    flagged = [r for r in auditor.audit(str(FIXTURES)).runs if r.flagged]
+    assert flagged and len(found) == 2 * len(flagged)
     for row in found:
         run = next(r for r in flagged if r.run_dir == row["run_dir"])
         assert row["eval_only_pick"] == run.eval_only_pick.checkpoint
@@ -148,11 +149,14 @@ def test_a_newer_report_field_becomes_a_new_column_and_old_rows_stay(tmp_path):
         def to_dict(self) -> dict:
             data = super().to_dict()
             for run in data["runs"]:
-                run["evidence"] = {"outcome": "flagged", "metrics": [{"key": "eval_accuracy"}]}
+                run["provenance"] = {"source": "trainer", "files": ["trainer_state.json"]}
             return data
 
     history.append_audit(str(path), Newer(result.runs), [SWEEP], "2026-01-02T00:00:00+00:00")
-    found = rows(path, "SELECT audit_id, evidence_outcome, evidence_metrics FROM runs")
+    found = rows(path, "SELECT audit_id, provenance_source, provenance_files FROM runs")
     assert {r["audit_id"] for r in found} == {1, 2}
-    assert {r["evidence_outcome"] for r in found if r["audit_id"] == 1} == {None}
-    assert {r["evidence_outcome"] for r in found if r["audit_id"] == 2} == {"flagged"}
+    assert {r["provenance_source"] for r in found if r["audit_id"] == 1} == {None}
+    assert {r["provenance_source"] for r in found if r["audit_id"] == 2} == {"trainer"}
+    assert {r["provenance_files"] for r in found if r["audit_id"] == 2} == {
+        '["trainer_state.json"]'
+    }

@@ -29,9 +29,7 @@ def result(never_evaluated: Path) -> auditor.AuditResult:
     )
 
 
-def brute_force_best(
-    result: auditor.AuditResult, column: str, group: SweepBest
-) -> tuple[str, int]:
+def brute_force_best(result: auditor.AuditResult, column: str, group: SweepBest) -> tuple[str, int]:
     frame = result.to_frame("checkpoints")
     keys = {run.run_dir: run.eval_key for run in result.runs}
     candidates = frame[
