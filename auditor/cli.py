@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,7 +15,6 @@ from . import __version__
 from .choices import DEFAULT_CONFIG_NAME, HISTORY_SUFFIXES, SORT_KEYS
 from .errors import AuditorError, UsageError
 from .render import FILE_FORMATS, RENDERERS, TERMINAL_FORMATS, render
-from .report_file import check_writable
 
 # The audit itself is imported by the commands that run it: `--help` stays as quick as click.
 if TYPE_CHECKING:
@@ -124,6 +122,8 @@ def _report_format(fmt: str | None, output: str | None) -> str:
             raise UsageError(f"--format {chosen} writes a file: add -o FILE, e.g. -o audit.sqlite")
         check_history(output)
     elif output:
+        from .report_file import check_writable
+
         check_writable(output)
     return chosen
 
@@ -144,7 +144,9 @@ def _terminal_width(fmt: str, output: str | None) -> int | None:
     whose width is $COLUMNS when set, else what the terminal reports."""
     if fmt not in TERMINAL_FORMATS or output or not sys.stdout.isatty():
         return None
-    return shutil.get_terminal_size().columns
+    from shutil import get_terminal_size
+
+    return get_terminal_size().columns
 
 
 def _progress(quiet: bool) -> Callable[[int, int], None] | None:
@@ -523,6 +525,8 @@ def report(
     Example:
       ckpt-audit report outputs/ -o report.html
     """
+    from .report_file import check_writable
+
     check_writable(output)
     config = _load_config(config_path, eval_key)
     result = _audit(paths, config, quiet)
