@@ -15,19 +15,26 @@ if orjson is not None and tuple(int(p) for p in orjson.__version__.split(".")[:2
     orjson = None  # type: ignore[assignment]
 
 
-def loads(data: bytes | str, **options: Any) -> Any:
+def _parse_int(digits: str) -> int | float:
+    return int(digits) if len(digits) < 300 else float(digits)
+
+
+def loads(data: bytes | str) -> Any:
     """Return the JSON value in `data`; raise json.JSONDecodeError (a ValueError) when invalid.
 
     Python's json writes NaN and Infinity literals into trainer_state.json when a loss diverges;
     orjson refuses them (and a byte order mark, and lone surrogates), so anything it refuses is
-    parsed again by json, which also gives the error message. `options` go to json.loads.
+    parsed again by json, which also gives the error message.
     """
     if orjson is not None:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(data, **options)
+    # An integer of thousands of digits is refused by int() and one past 1e308 cannot become a
+    # float: read such numbers as floats (inf when out of range), as orjson does, so every value
+    # stays usable and reads the same whichever parser read it.
+    return json.loads(data, parse_int=_parse_int)
 
 
 def dumps_indented(value: Any) -> str:

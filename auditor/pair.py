@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -11,7 +10,6 @@ from typing import Any, NamedTuple
 from .score import is_finite
 
 DEFAULT_EVAL_KEY = "eval_loss"
-_NAMED_EVAL_LOSS = re.compile(r"^eval_(.+)_loss$")
 # Keys TRL's preference trainers (DPO, ORPO, KTO, CPO, GRPO, ...) log: their "loss" is not
 # a language-model cross-entropy, so exp(loss) is no perplexity.
 _PREFERENCE_MARKERS = ("rewards/chosen", "logps/chosen", "log_odds_ratio", "kl", "reward")
@@ -63,15 +61,9 @@ def _number(value: Any) -> float | None:
         return math.inf if value > 0 else -math.inf
 
 
-_OTHER_KEY, _EVAL_LOSS, _PREFERENCE_MARKER = 0, 1, 2
-
-
-def _key_kind(key: str) -> int:
-    if key.startswith("eval_") and (key == DEFAULT_EVAL_KEY or key.endswith("_loss")):
-        return _EVAL_LOSS
-    if key.endswith(_PREFERENCE_MARKERS):
-        return _PREFERENCE_MARKER
-    return _OTHER_KEY
+def is_eval_loss(key: str) -> bool:
+    """Return True for a loss on an eval set: `eval_loss`, or `eval_<name>_loss`."""
+    return key.startswith("eval_") and key.endswith("_loss")
 
 
 def choose_eval_key(
@@ -92,7 +84,7 @@ def choose_eval_key(
         return DEFAULT_EVAL_KEY, None
     if trainer_key in present:
         return trainer_key, None
-    named = sorted(k for k in present if _NAMED_EVAL_LOSS.match(k))
+    named = sorted(k for k in present if k != DEFAULT_EVAL_KEY and is_eval_loss(k))
     if len(named) == 1:
         return named[0], None
     if not named:
@@ -123,100 +115,70 @@ class Digest(NamedTuple):
     keys: frozenset[str]
     skipped_entries: int
     bad_train_values: bool
+    #: ("loss" or an eval-loss key, step) -> the values a later entry at that step replaced.
+    overridden: dict[tuple[str, int], list[Any]]
 
 
 def digest_history(log_history: Sequence[Any]) -> Digest:
     """Return the Digest of a log_history; malformed entries are counted, never raised."""
-    plain = set(TRAIN_LOG_KEYS)
-    common = _training_logs(log_history)
-    if common is None:
-        return _digest(log_history, {}, plain)
-    train, train_keys, others = common
-    return _digest(others, train, plain | train_keys)
-
-
-def _training_logs(
-    log_history: Sequence[Any],
-) -> tuple[dict[int, float], set[str], list[dict[str, Any]]] | None:
-    """Return (step -> train loss, the training logs' keys, the other entries) when every
-    entry is an object, every training log has a whole-number step and a float loss, and none
-    holds an evaluation; else None. The common case, done with a few passes in C."""
-    if set(map(type, log_history)) != {dict}:
-        return None
-    logs = [entry for entry in log_history if "loss" in entry]
-    try:
-        train = {entry["step"]: entry["loss"] for entry in logs}
-    except KeyError:
-        return None
-    if set(map(type, train)) != {int} or set(map(type, train.values())) != {float}:
-        return None
-    keys: set[str] = set().union(*logs)
-    if set(map(type, keys)) != {str} or any(key[:5] == "eval_" for key in keys):
-        return None
-    return train, keys, [entry for entry in log_history if "loss" not in entry]
-
-
-def _digest(entries: Iterable[Any], train: dict[int, float], plain: set[str]) -> Digest:
-    """Return the Digest of `entries` after the training losses `train` (step -> loss) and
-    with the non-evaluation keys `plain` already found."""
+    train: dict[int, float] = {}
     bad: dict[int, Any] = {}
     evals: dict[str, dict[int, Any]] = {}
     eval_entries: list[tuple[int, dict[str, Any]]] = []
-    # Most entries are training logs made only of `plain` keys, and a set comparison in C
-    # skips them without looking at each key.
-    only_plain_keys = plain.issuperset
-    eval_seen: set[str] = set()
+    overridden: dict[tuple[str, int], list[Any]] = {}
+    # Most entries are training logs made only of these keys: a set comparison in C skips them
+    # without looking at each key.
+    plain = set(TRAIN_LOG_KEYS)
+    eval_keys: set[str] = set()
     skipped = 0
     bad_train = False
-    eval_loss_keys: dict[str, bool] = {}
-    for entry in entries:
-        if type(entry) is not dict and not isinstance(entry, dict):
+    for entry in log_history:
+        if not isinstance(entry, dict):
             skipped += 1
             continue
-        step = entry.get("step")
-        if type(step) is not int:
-            step = _step_of(entry)
-            if step is None:
-                skipped += 1
-                continue
+        step = _step_of(entry)
+        if step is None:
+            skipped += 1
+            continue
         if "loss" in entry:
             raw = entry["loss"]
-            loss = raw if type(raw) is float else _number(raw)
+            loss = _number(raw)
+            if step in train or step in bad:
+                # A step logged twice (a resumed run): the later entry wins.
+                overridden.setdefault(("loss", step), []).append(bad.pop(step, train.get(step)))
             if loss is None:
                 bad_train = True
                 bad[step] = raw
+                train.pop(step, None)
             else:
-                train[step] = loss  # a step logged twice (resumed run): the later entry wins
-                if bad:
-                    bad.pop(step, None)
-        if only_plain_keys(entry):
+                train[step] = loss
+        if plain.issuperset(entry):
             continue
         has_eval = False
-        for key in entry:
+        for key, value in entry.items():
             if key in plain:
                 continue
-            if type(key) is str and key[:5] == "eval_":
-                has_eval = True
-                if key not in eval_seen:
-                    eval_seen.add(key)
-            else:
+            if not key.startswith("eval_"):
                 plain.add(key)
+                continue
+            has_eval = True
+            eval_keys.add(key)
+            if is_eval_loss(key):
+                logged = evals.setdefault(key, {})
+                if step in logged:
+                    overridden.setdefault((key, step), []).append(logged[step])
+                logged[step] = value
         if has_eval:
             eval_entries.append((step, entry))
-            for key, value in entry.items():
-                is_loss = eval_loss_keys.get(key)
-                if is_loss is None:
-                    is_loss = eval_loss_keys[key] = _key_kind(key) == _EVAL_LOSS
-                if is_loss:
-                    evals.setdefault(key, {})[step] = value
     return Digest(
         train=train,
         bad_train=bad,
         evals=evals,
         eval_entries=tuple(eval_entries),
-        keys=frozenset(plain | eval_seen),
+        keys=frozenset(plain | eval_keys),
         skipped_entries=skipped,
         bad_train_values=bad_train,
+        overridden=overridden,
     )
 
 
@@ -245,7 +207,7 @@ def pair_digest(
     train = digest.train
     evals_by_key = digest.evals
     bad_values: set[str] = {"loss"} if digest.bad_train_values else set()
-    preference = any(_key_kind(key) == _PREFERENCE_MARKER for key in digest.keys)
+    preference = any(key.endswith(_PREFERENCE_MARKERS) for key in digest.keys)
     skipped_entries = digest.skipped_entries
     if skipped_entries:
         warnings.append(

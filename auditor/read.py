@@ -7,15 +7,15 @@ import json
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .discover import STATE_FILE, CheckpointDir, RunLocation, checkpoints_of
 from .errors import StateFileError
 from .fastjson import loads
-from .pair import TRAIN_LOG_KEYS, Digest, digest_history
+from .pair import TRAIN_LOG_KEYS, Digest, digest_history, is_eval_loss
 from .pair import whole_number as _int_or_none
-from .skim import Ends, history_start, parse_entries, read_ends, same_as_newest
+from .skim import Ends, parse_entries, read_ends
 
 _LFS_POINTER = b"version https://git-lfs"
 _FOLDER = "is a folder, not a file; remove it or put the real file there"
@@ -34,8 +34,6 @@ class TrainerState:
     best_model_checkpoint: str | None
     best_global_step: int | None
     best_metric: float | None
-    #: The file's bytes as read (empty when the state was not read from a whole file).
-    raw: bytes = field(default=b"", repr=False, compare=False)
 
 
 class DiskCheckpoint(NamedTuple):
@@ -61,10 +59,6 @@ class RunRecord(NamedTuple):
     def digest(self) -> Digest:
         """Return the Digest of the newest history (computed here when read did not)."""
         return self.history_digest or digest_history(self.state.log_history)
-
-
-def _parse_int(digits: str) -> int | float:
-    return int(digits) if len(digits) < 300 else float(digits)
 
 
 def _read_bytes(path: str) -> bytes:
@@ -125,11 +119,8 @@ def parse_state(data: bytes, path: str) -> TrainerState:
         raise StateFileError(
             path, f"is not UTF-8 text (binary data at byte {exc.start}); restore the real file"
         ) from exc
-    # An integer of thousands of digits is refused by int() and one past 1e308 cannot become a
-    # float: read such numbers as floats (inf when out of range) so every value stays usable.
-    # orjson reads them as floats itself; json sees them only when orjson refused the file.
     try:
-        document = loads(text, parse_int=_parse_int)
+        document = loads(text)
     except json.JSONDecodeError as exc:
         cause = (
             "something follows the JSON document (two saves written into one file?)"
@@ -167,7 +158,6 @@ def parse_state(data: bytes, path: str) -> TrainerState:
         best_metric=float(best_metric)
         if isinstance(best_metric, (int, float)) and not isinstance(best_metric, bool)
         else None,
-        raw=data,
     )
 
 
@@ -197,24 +187,32 @@ def _newest_losses(history: list[Any]) -> tuple[list[tuple[int, str, Any]], bool
             losses.append((step, "loss", entry["loss"]))
         if not TRAIN_LOG_KEYS.issuperset(entry):
             for key, value in entry.items():
-                if key[:5] == "eval_" and key[-5:] == "_loss":
+                if is_eval_loss(key):
                     losses.append((step, key, value))
     return losses, len(losses) >= _LINEAGE_ENTRIES
 
 
 def _lineage_conflict(losses: list[tuple[int, str, Any]], digest: Digest) -> tuple[int, str] | None:
-    """Return the first (step, key) where a checkpoint's newest losses are not those of the
-    newest history (`digest`), or None when they all are."""
+    """Return the first (step, key) where a checkpoint's newest losses are not among those the
+    newest history (`digest`) logged, or None when they all are. A value a later entry for the
+    same step replaced (a resumed run logs the step again) still counts as logged."""
     train, bad, evals = digest.train, digest.bad_train, digest.evals
     for step, key, value in losses:
         if key == "loss":
-            known = bad[step] if bad and step in bad else train.get(step, _MISSING)
+            known = bad[step] if step in bad else train.get(step, _MISSING)
         else:
             known = evals.get(key, {}).get(step, _MISSING)
-        # NaN is the only JSON value unequal to itself: two NaNs agree.
-        if known is _MISSING or (known != value and not (known != known and value != value)):
+        logged = [known, *digest.overridden.get((key, step), ())]
+        if not any(_same_value(value, other) for other in logged if other is not _MISSING):
             return step, key
     return None
+
+
+def _same_value(value: Any, other: Any) -> bool:
+    if isinstance(value, bool) or isinstance(other, bool):
+        return value is other
+    # NaN is the only JSON value unequal to itself: two NaNs agree.
+    return value == other or (value != value and other != other)
 
 
 def read_run(location: RunLocation) -> RunRecord:
@@ -255,20 +253,12 @@ def read_run(location: RunLocation) -> RunRecord:
         state = attempt(path)
         return state.global_step if state is not None else None
 
-    def own_losses(
-        path: str, newest: bytes, newest_history_at: int | None
-    ) -> tuple[int | None, list[tuple[int, str, Any]]] | None:
+    def own_losses(path: str) -> tuple[int | None, list[tuple[int, str, Any]]] | None:
         """Return the global_step of an older checkpoint's file and its newest losses to
-        compare with the newest history (none when its newest entries are that history's)."""
+        compare with the newest history."""
         ends = skim(path)
         if ends is not None:
             step = _int_or_none(ends.global_step)
-            if (
-                newest_history_at is not None
-                and ends.newest_text.count(b'loss": ') >= _LINEAGE_ENTRIES
-                and same_as_newest(ends, newest, newest_history_at)
-            ):
-                return step, []
             entries = parse_entries(ends)
             if entries is not None:
                 found, enough = _newest_losses(entries)
@@ -292,9 +282,6 @@ def read_run(location: RunLocation) -> RunRecord:
             location.run_dir, f"no readable trainer_state.json ({reasons or 'none found'})"
         )
 
-    # Written by the same Trainer, an older file's newest entries are mostly the very bytes
-    # of the newest file at the same place in log_history: then nothing needs parsing.
-    newest_history_at = history_start(source.raw)
     digest = digest_history(source.log_history)
     disk: list[DiskCheckpoint] = []
     for folder in folders:
@@ -302,7 +289,7 @@ def read_run(location: RunLocation) -> RunRecord:
         path = os.path.join(folder.path, STATE_FILE)
         usable = True
         if path != source.path:
-            own = own_losses(path, source.raw, newest_history_at)
+            own = own_losses(path)
             newer = source.global_step is not None and folder.step > source.global_step
             if own is None and newer:
                 # Training still running: the Trainer writes trainer_state.json last in a save.

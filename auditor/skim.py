@@ -43,12 +43,8 @@ class Ends(NamedTuple):
 
     #: The global_step value as written (None when written as null).
     global_step: Any
-    #: Where the first log_history entry's line starts in the file.
-    history_at: int
     #: The newest whole log_history entries as written, up to the line closing the last one.
     newest_text: bytes
-    #: Where `newest_text` starts in the file.
-    newest_at: int
 
 
 def read_ends(path: str, entries: int = 6) -> Ends | None:
@@ -69,19 +65,17 @@ def read_ends(path: str, entries: int = 6) -> Ends | None:
             return None
         if size.st_size <= HEAD_BYTES + TAIL_BYTES:
             # Small enough to read at once: the whole file is both ends.
-            tail_at = 0
             tail = os.pread(descriptor, HEAD_BYTES + TAIL_BYTES, 0)
             head = tail[:HEAD_BYTES]
         else:
-            tail_at = size.st_size - TAIL_BYTES
             head = os.pread(descriptor, HEAD_BYTES, 0)
-            tail = os.pread(descriptor, TAIL_BYTES, tail_at)
+            tail = os.pread(descriptor, TAIL_BYTES, size.st_size - TAIL_BYTES)
     except OSError:
         return None
     finally:
         os.close(descriptor)
     try:
-        return _ends(head, tail, tail_at, entries)
+        return _ends(head, tail, entries)
     except ValueError:  # a fragment that is not JSON after all (json.JSONDecodeError included)
         return None
 
@@ -95,24 +89,7 @@ def parse_entries(ends: Ends) -> list[Any] | None:
     return newest if isinstance(newest, list) else None
 
 
-def history_start(data: bytes) -> int | None:
-    """Return where the first log_history entry's line starts in a whole file's `data`, when
-    it is laid out as the Trainer writes it, else None."""
-    if not data.startswith(_OPEN):
-        return None
-    found = data.find(_HISTORY_OPEN, 0, HEAD_BYTES)
-    return found + len(_HISTORY_OPEN) if found >= 0 else None
-
-
-def same_as_newest(ends: Ends, newest: bytes, newest_history_at: int) -> bool:
-    """Return True when the newest entries of `ends` are, byte for byte, the entries at the
-    same place in the log_history of `newest` (a whole file whose history starts at
-    `newest_history_at`): the older file's history then goes on as the newest one."""
-    at = newest_history_at + ends.newest_at - ends.history_at
-    return at >= newest_history_at and newest.startswith(ends.newest_text, at)
-
-
-def _ends(head: bytes, tail: bytes, tail_at: int, entries: int) -> Ends | None:
+def _ends(head: bytes, tail: bytes, entries: int) -> Ends | None:
     if not head.startswith(_OPEN):
         return None
     history_at = head.find(_HISTORY_OPEN)
@@ -145,9 +122,4 @@ def _ends(head: bytes, tail: bytes, tail_at: int, entries: int) -> Ends | None:
     closing = loads(b"{" + tail[close_at + len(_HISTORY_CLOSE) - 1 :])
     if not isinstance(closing, dict) or not closing or not closing.keys() <= _FIELDS_AFTER_HISTORY:
         return None
-    return Ends(
-        global_step,
-        history_at + len(_HISTORY_OPEN),
-        tail[first_entry:close_at],
-        tail_at + first_entry,
-    )
+    return Ends(global_step, tail[first_entry:close_at])

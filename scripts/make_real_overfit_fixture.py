@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,22 +157,32 @@ def report(run: Path, config: Config) -> bool:
     return audited.flagged
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out = args.output_dir.resolve()
+def write_stripped(output_dir: Path, force: bool, write: Callable[[str], None]) -> Path | None:
+    """Run `write(name)` from the parent of `output_dir` (a relative output_dir, as in the
+    bundled examples), strip the weights and return the folder; None when it exists already
+    and `force` is not given."""
+    out = output_dir.resolve()
     if out.exists():
-        if not args.force:
+        if not force:
             print(f"{out} exists: pass --force to replace it", file=sys.stderr)
-            return 2
+            return None
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     here = os.getcwd()
     os.chdir(out.parent)
     try:
-        train(args, out.name)
+        write(out.name)
     finally:
         os.chdir(here)
     strip_weights(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = write_stripped(args.output_dir, args.force, lambda name: train(args, name))
+    if out is None:
+        return 2
     report(out, Config())
     return 0
 

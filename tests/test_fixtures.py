@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 
 import pytest
 import yaml
 
 import auditor
 from auditor.config import Config
+from auditor.render import render
 from conftest import FIXTURES
 
 EXPECTED = yaml.safe_load((FIXTURES / "EXPECTED.yaml").read_text())
@@ -53,3 +56,15 @@ def test_picks_do_not_depend_on_the_walk(tmp_path):
             RUNS[name].scorer_pick,
             RUNS[name].verdict,
         )
+
+
+def test_every_fixture_reads_the_same_when_its_files_are_rewritten_compactly(tmp_path):
+    # A tool that rewrites trainer_state.json changes its whitespace, never what it says.
+    copy = tmp_path / "fixtures"
+    shutil.copytree(FIXTURES, copy)
+    for path in copy.rglob("trainer_state.json"):
+        path.write_text(json.dumps(json.loads(path.read_text()), separators=(",", ":")))
+
+    rewritten = render(auditor.audit(copy), "json").replace(str(copy), str(FIXTURES))
+
+    assert rewritten == render(RESULT, "json")

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 
-import pytest
-
-from auditor import pair
 from auditor.pair import choose_eval_key, pair_history
 from conftest import EXAMPLES
 
@@ -118,50 +114,3 @@ def test_preference_losses_are_recognised():
     paired = pair_history(dpo)
     assert paired.preference_loss
     assert any("perplexity term means nothing" in w for w in paired.warnings)
-
-
-def _general(history):
-    return pair._digest(history, {}, set(pair.TRAIN_LOG_KEYS))
-
-
-def _as_text(digest):
-    # json.dumps: NaN losses compare equal as text; list(...): the dicts' order counts too.
-    return json.dumps(
-        [
-            list(digest.train.items()),
-            list(digest.bad_train.items()),
-            {k: list(v.items()) for k, v in digest.evals.items()},
-            digest.eval_entries,
-            sorted(digest.keys),
-            digest.skipped_entries,
-            digest.bad_train_values,
-        ]
-    )
-
-
-@pytest.mark.parametrize("name", ["lm_overfit_full", "lm_diverged", "trl_sft", "lm_multi_eval"])
-def test_the_quick_digest_of_real_histories_is_the_general_one(name):
-    log = history(name)
-    assert pair._training_logs(log) is not None, "a Trainer's history takes the quick path"
-    assert _as_text(pair.digest_history(log)) == _as_text(_general(log))
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        lambda h: h.insert(3, "not an object"),
-        lambda h: h[2].update(loss=2),  # an int loss
-        lambda h: h[2].update(loss="nan"),
-        lambda h: h[2].update(step=float(h[2]["step"])),
-        lambda h: h[2].update(step=True),
-        lambda h: h[2].pop("step"),
-        lambda h: h[2].update(eval_loss=1.5),  # an evaluation inside a training log
-        lambda h: h.clear(),
-    ],
-    ids=["non-object", "int", "string", "float-step", "bool-step", "no-step", "both", "empty"],
-)
-def test_an_unusual_history_takes_the_general_digest(change):
-    log = copy.deepcopy(history("lm_overfit_full"))
-    change(log)
-    assert pair._training_logs(log) is None
-    assert _as_text(pair.digest_history(log)) == _as_text(_general(log))

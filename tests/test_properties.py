@@ -78,19 +78,48 @@ def _step(entry: Any) -> int | None:
     return int(step) if float(step).is_integer() else None
 
 
-def write_run(root: Path, history: list[Any], saved: list[int]) -> Path:
-    """Write the run as the Trainer does: each checkpoint holds the history up to its step."""
-    run = root / "run"
+#: How a trainer_state.json may be laid out: as the Trainer writes it, compact (a tool that
+#: rewrote the file), and re-indented (`python -m json.tool`).
+LAYOUTS = {
+    "trainer": lambda state: json.dumps(state, indent=2, sort_keys=True) + "\n",
+    "compact": lambda state: json.dumps(state, separators=(",", ":")),
+    "reindented": lambda state: json.dumps(state, indent=4),
+}
+
+
+def write_run(
+    root: Path, history: list[Any], saved: list[int], layout: str = "compact", name: str = "run"
+) -> Path:
+    """Write the run as the Trainer does: each checkpoint holds the history up to its step,
+    with the Trainer's other fields, each file laid out as `layout` says."""
+    run = root / name
     run.mkdir()
     last = max([s for s in map(_step, history) if s is not None] + saved + [0])
-    state = {"global_step": last, "best_model_checkpoint": None, "log_history": history}
-    (run / "trainer_state.json").write_text(json.dumps(state))
+    write = LAYOUTS[layout]
+
+    def state(step: int, log_history: list[Any]) -> dict[str, Any]:
+        return {
+            "best_global_step": None,
+            "best_metric": None,
+            "best_model_checkpoint": None,
+            "epoch": step / 100,
+            "eval_steps": 10,
+            "global_step": step,
+            "log_history": log_history,
+            "logging_steps": 5,
+            "max_steps": last,
+            "num_train_epochs": 1,
+            "save_steps": 10,
+            "total_flos": 0.0,
+            "train_batch_size": 8,
+        }
+
+    (run / "trainer_state.json").write_text(write(state(last, history)))
     for step in saved:
         folder = run / f"checkpoint-{step}"
         folder.mkdir()
         own = [e for e in history if (_step(e) or 0) <= step]
-        folder_state = {"global_step": step, "best_model_checkpoint": None, "log_history": own}
-        (folder / "trainer_state.json").write_text(json.dumps(folder_state))
+        (folder / "trainer_state.json").write_text(write(state(step, own)))
     return run
 
 
@@ -205,3 +234,17 @@ def test_every_format_renders_random_histories(tmp_path_factory, run):
     for fmt in ("table", "json", "csv", "markdown"):
         for view in ("runs", "checkpoints"):
             assert isinstance(render(result, fmt, view), str)
+
+
+@given(run=runs())
+def test_the_file_layout_never_changes_the_report(tmp_path_factory, run):
+    # The same histories, written as the Trainer writes them, compactly and re-indented.
+    history, saved = run
+    root = tmp_path_factory.mktemp("layout")
+    reports = {}
+    for layout in LAYOUTS:
+        run_dir = write_run(root, history, saved, layout, name=layout)
+        text = render(auditor.audit(run_dir), "json")
+        reports[layout] = text.replace(json.dumps(str(run_dir))[1:-1], "RUN")
+    assert reports["compact"] == reports["trainer"]
+    assert reports["reindented"] == reports["trainer"]

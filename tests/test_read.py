@@ -94,40 +94,6 @@ def test_older_checkpoints_are_not_parsed_whole(small_windows, parsed):
     assert len(record.checkpoints) == 20 and all(c.usable for c in record.checkpoints)
 
 
-@pytest.fixture
-def entries_parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record the older files whose newest entries had to be parsed."""
-    texts: list[str] = []
-
-    def recording_parse_entries(ends):
-        texts.append(ends.newest_text.decode())
-        return real(ends)
-
-    real = read.parse_entries
-    monkeypatch.setattr(read, "parse_entries", recording_parse_entries)
-    return texts
-
-
-def test_older_tails_that_are_the_newest_bytes_are_not_parsed(small_windows, entries_parsed):
-    (record,) = records(FIXTURES / "examples" / "lm_overfit_full")
-    assert entries_parsed == []
-    assert len(record.checkpoints) == 20 and all(c.usable for c in record.checkpoints)
-
-
-def test_a_tail_written_differently_is_compared_by_value(small_windows, entries_parsed, copy_run):
-    run = copy_run("examples/lm_overfit_full")
-    path = run / "checkpoint-200" / STATE
-    text = path.read_text()
-    last_grad_norm = text.rindex('"grad_norm": ')
-    path.write_text(text[:last_grad_norm] + '"grad_norm":  ' + text[last_grad_norm + 13 :])
-
-    (record,) = records(run)
-
-    assert len(entries_parsed) == 1 and '"grad_norm":  ' in entries_parsed[0]
-    assert all(c.usable for c in record.checkpoints)
-    assert record.warnings == ()
-
-
 def test_a_mixed_lineage_folder_is_detected_from_the_tails(small_windows, parsed, copy_run):
     run = copy_run("examples/lm_overfit_full")
     other = FIXTURES / "examples" / "lm_overfit_full_tf4"
