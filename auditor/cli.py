@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 import time
@@ -331,12 +330,7 @@ def main() -> None:
 
 
 def run() -> None:
-    """The `ckpt-audit` command as a process: `main` with the collector tuned for it."""
-    # Parsed histories are trees of dicts and lists without cycles, freed as soon as a run is
-    # audited: looking for cycles after every few hundred of them only costs time. Only the
-    # command's own process is tuned, not a program that calls `main`.
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    """The `ckpt-audit` command as a process."""
     main()
 
 

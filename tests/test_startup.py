@@ -55,30 +55,3 @@ def test_a_json_scan_of_one_run_imports_no_table_or_dataframe_library():
     heavy = {m for m in modules if m.split(".")[0] in NEVER_AT_START or m in NEVER_AT_START}
     assert heavy == set()
     assert "pickle" not in modules  # one run: no worker process to send results back
-
-
-def test_the_command_tunes_the_collector_for_its_own_process_only():
-    probe = (
-        "import atexit, gc, runpy, sys\n"
-        "atexit.register(lambda: print(gc.get_threshold()[0], file=sys.stderr))\n"
-        "sys.argv = ['ckpt-audit', 'scan', sys.argv[1], '-q']\n"
-        "runpy.run_module('auditor', run_name='__main__', alter_sys=True)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe, str(FIXTURES / "sweep")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0
-    assert done.stderr.split()[-1] == "100000"
-
-    import gc
-
-    from click.testing import CliRunner
-
-    from auditor.cli import main
-
-    before = gc.get_threshold()
-    CliRunner().invoke(main, ["scan", str(FIXTURES / "sweep"), "-q"])
-    assert gc.get_threshold() == before
