@@ -56,11 +56,13 @@ def audit_locations(
     if workers > 1:
         chunks = [locations[i : i + CHUNK_RUNS] for i in range(0, len(locations), CHUNK_RUNS)]
         audited = map_in_order(lambda chunk: _audit_chunk(chunk, config, curves), chunks, workers)
-        results: Iterator[RunResult] = (run for chunk in audited for run in chunk)
+        per_location: Iterator[list[RunResult]] = (
+            audited_location for chunk in audited for audited_location in chunk
+        )
     else:
-        results = (audit_location(location, config, curves) for location in locations)
-    for done, result in enumerate(results, start=1):
-        yield result
+        per_location = (audit_location(location, config, curves) for location in locations)
+    for done, results in enumerate(per_location, start=1):
+        yield from results
         if progress is not None:
             progress(done, len(locations))
 
@@ -70,18 +72,21 @@ def audit_locations(
 CHUNK_RUNS = 8
 
 
-def _audit_chunk(locations: list[RunLocation], config: Config, curves: bool) -> list[RunResult]:
+def _audit_chunk(
+    locations: list[RunLocation], config: Config, curves: bool
+) -> list[list[RunResult]]:
     return [audit_location(location, config, curves) for location in locations]
 
 
-def audit_location(location: RunLocation, config: Config, curves: bool = True) -> RunResult:
-    """Return the audit of one run location; a read failure becomes an "error" result."""
+def audit_location(location: RunLocation, config: Config, curves: bool = True) -> list[RunResult]:
+    """Return the audit of one run location, one result per training it holds; a read failure
+    becomes one "error" result."""
     try:
-        return audit_run(read_run(location), config, curves)
+        return [audit_run(record, config, curves) for record in read_run(location)]
     except StateFileError as exc:
-        return error_result(location.run_dir, str(exc))
+        return [error_result(location.run_dir, str(exc))]
     except (RecursionError, MemoryError) as exc:
-        return error_result(location.run_dir, f"{type(exc).__name__} while reading the run")
+        return [error_result(location.run_dir, f"{type(exc).__name__} while reading the run")]
 
 
 def check_eval_key(runs: Iterable[RunResult], config: Config) -> None:

@@ -98,6 +98,8 @@ def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResu
         train_losses=history.train_losses,
         eval_keys=history.eval_keys,
         eval_curves=eval_curves if curves else {},
+        training=record.training,
+        trainings=record.trainings,
     )
 
 
@@ -187,6 +189,10 @@ def _trainer_best(record: RunRecord) -> tuple[Pick | None, str | None]:
         match = _CHECKPOINT_TAIL.search(state.best_model_checkpoint.strip())
         if match:
             name, step = match.group(1), int(match.group(2))
+            if step in record.overwritten:
+                return Pick(name, step), (
+                    f"the Trainer's best, {name}, was overwritten by a later training"
+                )
             if not record.history_only and step not in on_disk:
                 return Pick(name, step), (
                     f"the Trainer's best checkpoint ({name}) is no longer on disk"
@@ -201,6 +207,11 @@ def _trainer_best(record: RunRecord) -> tuple[Pick | None, str | None]:
         return None, None
     if step_value in on_disk:
         return Pick(on_disk[step_value], step_value), None
+    if step_value in record.overwritten:
+        name = f"checkpoint-{step_value}"
+        return Pick(name, step_value), (
+            f"the Trainer's best, {name}, was overwritten by a later training"
+        )
     if record.history_only:
         return Pick(None, step_value), None
     return None, (

@@ -271,9 +271,15 @@ def _print_messages(
     many runs), on stderr."""
     from .render.text import safe
 
+    # The trainings of one folder share its warnings (e.g. that it holds several): say each once.
+    folder, said = "", set[str]()
     for run in runs:
+        if run.run_dir != folder:
+            folder, said = run.run_dir, set()
         for warning in () if quiet else run.warnings:
-            click.echo(f"warning: {safe(run.run_dir)}: {safe(warning)}", err=True)
+            if warning not in said:
+                said.add(warning)
+                click.echo(f"warning: {safe(run.label)}: {safe(warning)}", err=True)
         if run.error is not None:
             # The table only says "error": the reason (file and fix) must reach the user too.
             where = "" if run.error.startswith(run.run_dir) else f"{run.run_dir}: "
@@ -413,7 +419,7 @@ def show(
     fmt = _report_format(fmt, output)
     config = _load_config(config_path, eval_key)
     result = _audit((run,), config, quiet)
-    _single_run(result, run, "show")
+    _single_run(result, run, "show", trainings=True)
     _emit(result, fmt, "checkpoints", output, quiet, (run,))
     if result.runs[0].error is not None:
         sys.exit(EXIT_ERROR)
@@ -487,12 +493,20 @@ def check(
     sys.exit(code)
 
 
-def _single_run(result: AuditResult, run: str, command: str) -> RunResult:
-    if len(result.runs) > 1:
-        listed = ", ".join(r.run_dir for r in result.runs[:3])
+def _single_run(result: AuditResult, run: str, command: str, trainings: bool = False) -> RunResult:
+    """Return the one run `command` takes; with `trainings`, every training of one folder
+    counts as that run. Raise UsageError naming the runs found otherwise."""
+    folders = list(dict.fromkeys(r.run_dir for r in result.runs))
+    if len(folders) > 1:
+        listed = ", ".join(folders[:3]) + (", ..." if len(folders) > 3 else "")
         raise UsageError(
-            f"{run} holds {len(result.runs)} runs ({listed}, ...); {command} takes one run: "
+            f"{run} holds {len(folders)} runs ({listed}); {command} takes one run: "
             "name one of them, or use `ckpt-audit scan`"
+        )
+    if len(result.runs) > 1 and not trainings:
+        raise UsageError(
+            f"{run} holds {len(result.runs)} trainings; {command} takes one: "
+            "use `ckpt-audit show` or `ckpt-audit scan`, which give one row per training"
         )
     return result.runs[0]
 

@@ -16,6 +16,8 @@ LEVELS = ("runs", "checkpoints")
 # (float64, NaN when missing), "bool".
 RUN_COLUMNS: dict[str, str] = {
     "run_dir": "str",
+    "training": "int",
+    "trainings": "int",
     "verdict": "str",
     "flagged": "bool",
     "error": "str",
@@ -52,6 +54,7 @@ RUN_COLUMNS: dict[str, str] = {
 
 CHECKPOINT_COLUMNS: dict[str, str] = {
     "run_dir": "str",
+    "training": "int",
     "verdict": "str",
     "step": "int",
     "checkpoint": "str",
@@ -113,6 +116,8 @@ def run_records(result: AuditResult) -> list[dict[str, Any]]:
         trainer = run.trainer_best_evidence
         record: dict[str, Any] = {
             "run_dir": run.run_dir,
+            "training": run.training,
+            "trainings": run.trainings,
             "verdict": run.verdict,
             "flagged": run.flagged,
             "error": run.error,
@@ -149,6 +154,7 @@ def checkpoint_records(result: AuditResult) -> list[dict[str, Any]]:
             out.append(
                 {
                     "run_dir": run.run_dir,
+                    "training": run.training,
                     "verdict": run.verdict,
                     "step": row.step,
                     "checkpoint": row.checkpoint,

@@ -34,7 +34,12 @@ def run_deploy_gate(
     run_dir = os.path.dirname(os.path.normpath(deploy)) or "."
     result = audit((*paths, run_dir))
     target = os.path.realpath(run_dir)
-    run = next((r for r in result.runs if os.path.realpath(r.run_dir) == target), None)
+    # A folder holding several trainings gives several runs: the one holding the folder.
+    runs = [r for r in result.runs if os.path.realpath(r.run_dir) == target]
+    run = next(
+        (r for r in runs if any(c.checkpoint == name and c.on_disk for c in r.checkpoints)),
+        runs[0] if runs else None,
+    )
     if run is None or run.error is not None:
         reason = run.error if run is not None else "no run found there"
         raise UsageError(f"--deploy {deploy}: its run cannot be audited ({reason})")

@@ -48,10 +48,6 @@ def whole_number(value: Any) -> int | None:
     return None
 
 
-def _step_of(entry: dict[str, Any]) -> int | None:
-    return whole_number(entry.get("step"))
-
-
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -129,21 +125,25 @@ def digest_history(log_history: Sequence[Any]) -> Digest:
     # Most entries are training logs made only of these keys: a set comparison in C skips them
     # without looking at each key.
     plain = set(TRAIN_LOG_KEYS)
+    only_plain_keys = plain.issuperset
     eval_keys: set[str] = set()
     skipped = 0
     bad_train = False
     for entry in log_history:
-        if not isinstance(entry, dict):
+        # The type() checks pass the Trainer's own ints, floats and dicts without a call.
+        if type(entry) is not dict and not isinstance(entry, dict):
             skipped += 1
             continue
-        step = _step_of(entry)
-        if step is None:
-            skipped += 1
-            continue
+        step = entry.get("step")
+        if type(step) is not int:
+            step = whole_number(step)
+            if step is None:
+                skipped += 1
+                continue
         if "loss" in entry:
             raw = entry["loss"]
-            loss = _number(raw)
-            if step in train or step in bad:
+            loss = raw if type(raw) is float else _number(raw)
+            if step in train or (bad and step in bad):
                 # A step logged twice (a resumed run): the later entry wins.
                 overridden.setdefault(("loss", step), []).append(bad.pop(step, train.get(step)))
             if loss is None:
@@ -152,7 +152,7 @@ def digest_history(log_history: Sequence[Any]) -> Digest:
                 train.pop(step, None)
             else:
                 train[step] = loss
-        if plain.issuperset(entry):
+        if only_plain_keys(entry):
             continue
         has_eval = False
         for key, value in entry.items():

@@ -6,22 +6,20 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .discover import STATE_FILE, CheckpointDir, RunLocation, checkpoints_of
 from .errors import StateFileError
 from .fastjson import loads
-from .pair import TRAIN_LOG_KEYS, Digest, digest_history, is_eval_loss
+from .lineage import Lineage, belongs, newest_losses, settings_of
+from .pair import Digest, digest_history
 from .pair import whole_number as _int_or_none
 from .skim import Ends, parse_entries, read_ends
 
 _LFS_POINTER = b"version https://git-lfs"
 _FOLDER = "is a folder, not a file; remove it or put the real file there"
-# Compare a checkpoint's own newest log entries with the newest history: enough to tell two
-# trainings apart, little enough to stay cheap.
-_LINEAGE_ENTRIES = 4
 
 
 @dataclass(frozen=True)
@@ -34,6 +32,8 @@ class TrainerState:
     best_model_checkpoint: str | None
     best_global_step: int | None
     best_metric: float | None
+    #: max_steps, num_train_epochs, train_batch_size (see lineage.SETTINGS).
+    settings: tuple[Any, ...] = ()
 
 
 class DiskCheckpoint(NamedTuple):
@@ -54,6 +54,11 @@ class RunRecord(NamedTuple):
     warnings: tuple[str, ...]
     #: The newest history walked once; None until someone needs it (see `digest`).
     history_digest: Digest | None = None
+    #: Which of the folder's trainings this is (1: the oldest), and how many it holds.
+    training: int = 1
+    trainings: int = 1
+    #: Steps whose checkpoint folder now holds another training's files.
+    overwritten: frozenset[int] = frozenset()
 
     @property
     def digest(self) -> Digest:
@@ -158,6 +163,7 @@ def parse_state(data: bytes, path: str) -> TrainerState:
         best_metric=float(best_metric)
         if isinstance(best_metric, (int, float)) and not isinstance(best_metric, bool)
         else None,
+        settings=settings_of(document),
     )
 
 
@@ -166,62 +172,14 @@ def load_state(path: str) -> TrainerState:
     return parse_state(_read_bytes(path), path)
 
 
-_MISSING = object()
-
-
-def _newest_losses(history: list[Any]) -> tuple[list[tuple[int, str, Any]], bool]:
-    """Return the newest (step, key, loss) of `history`, newest first, and whether they are as
-    many as the lineage check compares (`history` may be only the newest entries of a file)."""
-    losses: list[tuple[int, str, Any]] = []
-    for entry in reversed(history):
-        if len(losses) >= _LINEAGE_ENTRIES:
-            break
-        if type(entry) is not dict:
-            continue
-        step = entry.get("step")
-        if type(step) is not int:
-            step = _int_or_none(step)
-            if step is None:
-                continue
-        if "loss" in entry:
-            losses.append((step, "loss", entry["loss"]))
-        if not TRAIN_LOG_KEYS.issuperset(entry):
-            for key, value in entry.items():
-                if is_eval_loss(key):
-                    losses.append((step, key, value))
-    return losses, len(losses) >= _LINEAGE_ENTRIES
-
-
-def _lineage_conflict(losses: list[tuple[int, str, Any]], digest: Digest) -> tuple[int, str] | None:
-    """Return the first (step, key) where a checkpoint's newest losses are not among those the
-    newest history (`digest`) logged, or None when they all are. A value a later entry for the
-    same step replaced (a resumed run logs the step again) still counts as logged."""
-    train, bad, evals = digest.train, digest.bad_train, digest.evals
-    for step, key, value in losses:
-        if key == "loss":
-            known = bad[step] if step in bad else train.get(step, _MISSING)
-        else:
-            known = evals.get(key, {}).get(step, _MISSING)
-        logged = [known, *digest.overridden.get((key, step), ())]
-        if not any(_same_value(value, other) for other in logged if other is not _MISSING):
-            return step, key
-    return None
-
-
-def _same_value(value: Any, other: Any) -> bool:
-    if isinstance(value, bool) or isinstance(other, bool):
-        return value is other
-    # NaN is the only JSON value unequal to itself: two NaNs agree.
-    return value == other or (value != value and other != other)
-
-
-def read_run(location: RunLocation) -> RunRecord:
-    """Return the RunRecord of `location`; raise StateFileError when no state file is usable."""
+def read_run(location: RunLocation) -> tuple[RunRecord, ...]:
+    """Return one RunRecord per training found at `location`, oldest first; raise
+    StateFileError when no state file is usable."""
     warnings = list(location.notes)
     if location.history_only:
         path = location.state_file or os.path.join(location.run_dir, STATE_FILE)
         state = load_state(path)
-        return RunRecord(location.run_dir, state, (), True, tuple(warnings))
+        return (RunRecord(location.run_dir, state, (), True, tuple(warnings)),)
 
     states: dict[str, TrainerState] = {}
     failures: dict[str, str] = {}
@@ -240,7 +198,8 @@ def read_run(location: RunLocation) -> RunRecord:
         return states[path]
 
     # Parsing every checkpoint's file costs time quadratic in the checkpoints (each holds the
-    # history so far): only the newest file is parsed whole; of the others, the ends are read.
+    # history so far): only each training's newest file is parsed whole; of the others, the
+    # ends are read.
     def skim(path: str) -> Ends | None:
         if path not in skims:
             skims[path] = read_ends(path)
@@ -253,26 +212,63 @@ def read_run(location: RunLocation) -> RunRecord:
         state = attempt(path)
         return state.global_step if state is not None else None
 
-    def own_losses(path: str) -> tuple[int | None, list[tuple[int, str, Any]]] | None:
-        """Return the global_step of an older checkpoint's file and its newest losses to
-        compare with the newest history."""
+    def lineage_of(path: str) -> Lineage | None:
+        """Return the Lineage of a trainer_state.json, None when it cannot be read."""
         ends = skim(path)
         if ends is not None:
-            step = _int_or_none(ends.global_step)
             entries = parse_entries(ends)
             if entries is not None:
-                found, enough = _newest_losses(entries)
+                found, enough = newest_losses(entries)
                 if enough:
-                    return step, found
+                    step = _int_or_none(ends.global_step)
+                    return Lineage(step, found, settings_of(ends.closing))
             # The tail held too few losses to tell the trainings apart: read the whole file.
         own = attempt(path)
         if own is None:
             return None
-        return own.global_step, _newest_losses(own.log_history)[0]
+        return Lineage(own.global_step, newest_losses(own.log_history)[0], own.settings)
 
     folders = _resolve_steps(checkpoints_of(location), recorded_step, warnings)
-    source = _newest_state(location.state_file, folders, attempt, skim, failures, warnings)
-    if source is None:
+    files: list[tuple[int, str, CheckpointDir | None]] = []
+    if location.state_file is not None:
+        root_step = recorded_step(location.state_file)
+        if location.state_file in failures:
+            warnings.append(f"{location.state_file} {failures[location.state_file]}")
+        else:
+            files.append((root_step or 0, location.state_file, None))
+    files.extend((f.step or 0, os.path.join(f.path, STATE_FILE), f) for f in folders)
+    # Newest first, the root file before a folder of its step (it may hold the closing entry):
+    # the first file of each training met is its newest, the only one parsed whole.
+    files.sort(key=lambda f: (f[0], f[2] is None), reverse=True)
+
+    trainings: list[_Training] = []
+    left_out: list[tuple[CheckpointDir, str]] = []
+    for _, path, folder in files:
+        lineage = lineage_of(path)
+        if lineage is None:
+            if folder is None:
+                warnings.append(f"{path} {failures[path]}")
+            else:
+                left_out.append((folder, failures[path]))
+            continue
+        if folder is not None and lineage.global_step not in (None, folder.step):
+            left_out.append((folder, f"says global_step {lineage.global_step}"))
+            continue
+        home = next((t for t in trainings if belongs(lineage, t.digest, t.state.settings)), None)
+        if home is None:
+            parsed = attempt(path)
+            if parsed is None:  # its ends looked whole but its middle does not parse
+                if folder is None:
+                    warnings.append(f"{path} {failures[path]}")
+                else:
+                    left_out.append((folder, failures[path]))
+                continue
+            home = _Training(parsed, digest_history(parsed.log_history))
+            trainings.append(home)
+        home.steps.append(lineage.global_step or 0)
+        if folder is not None:
+            home.folders.append(DiskCheckpoint(folder.name, folder.step or 0, True))
+    if not trainings:
         # Name the first few files: a run of fifty broken saves must still read as one line.
         listed = [f"{p} {r}" for p, r in failures.items()]
         reasons = "; ".join(listed[:2])
@@ -281,73 +277,99 @@ def read_run(location: RunLocation) -> RunRecord:
         raise StateFileError(
             location.run_dir, f"no readable trainer_state.json ({reasons or 'none found'})"
         )
+    # What cannot be placed is shown with the newest training, as a folder that is no candidate.
+    newest = trainings[0]
+    newest.warnings.extend(_left_out_warnings(left_out, newest.state.global_step))
+    newest.folders.extend(DiskCheckpoint(f.name, f.step or 0, False) for f, _ in left_out)
+    trainings.sort(key=_age)
+    if len(trainings) > 1:
+        warnings.append(
+            f"holds {len(trainings)} trainings (steps "
+            f"{_and(_span(t.steps) for t in trainings)}); audited separately"
+        )
+    held = {c.step: number for number, t in enumerate(trainings, 1) for c in t.folders}
+    return tuple(
+        RunRecord(
+            location.run_dir,
+            t.state,
+            tuple(sorted(t.folders, key=lambda c: c.step)),
+            False,
+            (*warnings, *t.warnings),
+            t.digest,
+            training=number,
+            trainings=len(trainings),
+            overwritten=frozenset(step for step, n in held.items() if n != number),
+        )
+        for number, t in enumerate(trainings, 1)
+    )
 
-    digest = digest_history(source.log_history)
-    disk: list[DiskCheckpoint] = []
-    for folder in folders:
-        assert folder.step is not None
-        path = os.path.join(folder.path, STATE_FILE)
-        usable = True
-        if path != source.path:
-            own = own_losses(path)
-            newer = source.global_step is not None and folder.step > source.global_step
-            if own is None and newer:
-                # Training still running: the Trainer writes trainer_state.json last in a save.
-                warnings.append(
-                    f"{folder.name}/ looks like a save in progress (newer than the history, "
-                    f"and its {STATE_FILE} cannot be read yet): not a candidate; the run is "
-                    "audited from the rest"
-                )
-                usable = False
-            else:
-                usable = _check_checkpoint(folder, own, failures.get(path), digest, warnings)
-        disk.append(DiskCheckpoint(folder.name, folder.step, usable))
-    return RunRecord(location.run_dir, source, tuple(disk), False, tuple(warnings), digest)
+
+@dataclass
+class _Training:
+    """One training of an output_dir while its checkpoints are placed."""
+
+    state: TrainerState
+    digest: Digest
+    folders: list[DiskCheckpoint] = field(default_factory=list)
+    #: The global_step of each of its files.
+    steps: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
-def _newest_state(
-    root_file: str | None,
-    folders: list[CheckpointDir],
-    attempt: Callable[[str], TrainerState | None],
-    skim: Callable[[str], Ends | None],
-    failures: dict[str, str],
-    warnings: list[str],
-) -> TrainerState | None:
-    """Return the newest readable state: the root file unless a newer checkpoint's is readable."""
-    root_step: int | None = None
-    if root_file is not None:
-        ends = skim(root_file)
-        if ends is not None:
-            # The head's global_step decides without parsing the root file's history.
-            root_step = _int_or_none(ends.global_step) or 0
+def _age(training: _Training) -> tuple[int, int]:
+    """Sort key: oldest first by the modification time of its newest file (whole seconds, so
+    a folder copied at once sorts by step), then by step."""
+    try:
+        changed = int(os.stat(training.state.path).st_mtime)
+    except OSError:
+        changed = 0
+    return changed, training.state.global_step or 0
+
+
+def _span(steps: list[int]) -> str:
+    low, high = min(steps), max(steps)
+    return f"{low}-{high}" if low != high else str(low)
+
+
+def _and(items: Iterable[str]) -> str:
+    listed = list(items)
+    return ", ".join(listed[:-1]) + " and " + listed[-1] if len(listed) > 1 else "".join(listed)
+
+
+def _left_out_warnings(left_out: list[tuple[CheckpointDir, str]], newest: int | None) -> list[str]:
+    """Return one line per reason a checkpoint folder is no candidate, naming its folders."""
+    reasons: dict[str, list[str]] = {}
+    for folder, reason in sorted(left_out, key=lambda item: item[0].step or 0):
+        if newest is not None and (folder.step or 0) > newest and "global_step" not in reason:
+            # Training still running: the Trainer writes trainer_state.json last in a save.
+            line = (
+                "looks like a save in progress (newer than the history, and its "
+                f"{STATE_FILE} cannot be read yet): not a candidate; the run is audited from the "
+                "rest"
+            )
+            reasons.setdefault(line, []).append(f"{folder.name}/")
+        elif "does not exist" in reason:
+            line = (
+                f"has no {STATE_FILE} (still being written, or the save was interrupted): "
+                "not a candidate"
+            )
+            reasons.setdefault(line, []).append(f"{folder.name}/")
+        elif reason.startswith("says global_step"):
+            line = f"{reason}, not {folder.step}: the folder was renamed or copied; not a candidate"
+            reasons.setdefault(line, []).append(f"{folder.name}/{STATE_FILE}")
         else:
-            root = attempt(root_file)
-            if root is None:
-                warnings.append(f"{root_file} {failures[root_file]}")
-            else:
-                root_step = root.global_step or 0
-    newest_first = sorted(folders, key=lambda c: c.step or 0, reverse=True)
-    for folder in newest_first:
-        assert folder.step is not None
-        if root_step is not None and root_step >= folder.step:
-            break
-        newest = attempt(os.path.join(folder.path, STATE_FILE))
-        if newest is not None:
-            return newest
-    if root_file is None or root_step is None:
-        return None
-    root = attempt(root_file)
-    if root is not None:
-        return root
-    # Its ends looked whole but the middle does not parse: fall back on the checkpoints.
-    warnings.append(f"{root_file} {failures[root_file]}")
-    for folder in newest_first:
-        assert folder.step is not None
-        if folder.step <= root_step:
-            older = attempt(os.path.join(folder.path, STATE_FILE))
-            if older is not None:
-                return older
-    return None
+            reasons.setdefault(f"{reason}: not a candidate", []).append(
+                f"{folder.name}/{STATE_FILE}"
+            )
+    lines = []
+    for line, names in reasons.items():
+        if len(names) == 1:
+            lines.append(f"{names[0]} {line}")
+            continue
+        # A run of fifty broken saves must still read as one line.
+        shown = names if len(names) <= 4 else [*names[:3], f"{len(names) - 3} more"]
+        lines.append(f"{len(names)} checkpoints ({_and(shown)}): each {line}")
+    return lines
 
 
 def _resolve_steps(
@@ -369,39 +391,3 @@ def _resolve_steps(
             steps.add(step)
     named.sort(key=lambda c: c.step or 0)
     return named
-
-
-def _check_checkpoint(
-    folder: CheckpointDir,
-    own: tuple[int | None, list[tuple[int, str, Any]]] | None,
-    failure: str | None,
-    digest: Digest,
-    warnings: list[str],
-) -> bool:
-    """Return True when `folder` can be a candidate; explain in `warnings` when it cannot.
-    `own` is the global_step and newest losses of its file, None when it cannot be read."""
-    if own is None:
-        if failure and "does not exist" in failure:
-            warnings.append(
-                f"{folder.name}/ has no {STATE_FILE} (still being written, or the save was "
-                "interrupted): not a candidate"
-            )
-        else:
-            warnings.append(f"{folder.name}/{STATE_FILE} {failure}: not a candidate")
-        return False
-    own_step, losses = own
-    if own_step is not None and own_step != folder.step:
-        warnings.append(
-            f"{folder.name}/{STATE_FILE} says global_step {own_step}, not {folder.step}: "
-            "the folder was renamed or copied; not a candidate"
-        )
-        return False
-    conflict = _lineage_conflict(losses, digest)
-    if conflict is not None:
-        step, key = conflict
-        warnings.append(
-            f"{folder.name}/ comes from another training: its {key} at step {step} differs "
-            "from the newest trainer_state.json (a reused output_dir?); not a candidate"
-        )
-        return False
-    return True

@@ -175,6 +175,18 @@ class RunResult:
     #: (`check --deploy`); empty when the audit kept no curves.
     eval_curves: dict[str, dict[int, float]] = field(default_factory=dict, repr=False)
 
+    #: Which training of `run_dir` this is (1: the oldest) and how many it holds; None when
+    #: the run could not be read.
+    training: int | None = None
+    trainings: int | None = None
+
+    @property
+    def label(self) -> str:
+        """Return the run folder, with "(training k/n)" when it holds several trainings."""
+        if self.trainings and self.trainings > 1:
+            return f"{self.run_dir} (training {self.training}/{self.trainings})"
+        return self.run_dir
+
     @property
     def trainer_best_flagged(self) -> bool:
         """True when the checkpoint the Trainer recorded as best is an overfit pick."""
@@ -200,6 +212,8 @@ class RunResult:
         """Return the SPEC section 6 form of this run."""
         return {
             "run_dir": self.run_dir,
+            "training": self.training,
+            "trainings": self.trainings,
             "error": self.error,
             "flagged": self.flagged,
             "verdict": self.verdict,

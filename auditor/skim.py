@@ -45,6 +45,8 @@ class Ends(NamedTuple):
     global_step: Any
     #: The newest whole log_history entries as written, up to the line closing the last one.
     newest_text: bytes
+    #: The top-level fields written after log_history (max_steps, train_batch_size, ...).
+    closing: dict[str, Any]
 
 
 def read_ends(path: str, entries: int = 6) -> Ends | None:
@@ -122,4 +124,4 @@ def _ends(head: bytes, tail: bytes, entries: int) -> Ends | None:
     closing = loads(b"{" + tail[close_at + len(_HISTORY_CLOSE) - 1 :])
     if not isinstance(closing, dict) or not closing or not closing.keys() <= _FIELDS_AFTER_HISTORY:
         return None
-    return Ends(global_step, tail[first_entry:close_at])
+    return Ends(global_step, tail[first_entry:close_at], closing)

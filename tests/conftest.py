@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EXAMPLES = FIXTURES / "examples"
@@ -20,6 +22,17 @@ def drop_evaluations(run: Path) -> Path:
         data["log_history"] = [e for e in data["log_history"] if "eval_loss" not in e]
         state.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return run
+
+
+def expected_rows() -> list[tuple[str, dict[str, Any], int]]:
+    """Return (run folder, expectation, training number) per report row fixtures/EXPECTED.yaml
+    describes: a folder holding several trainings lists one expectation per training."""
+    expected = yaml.safe_load((FIXTURES / "EXPECTED.yaml").read_text())
+    return [
+        (name, want, number)
+        for name, wants in expected.items()
+        for number, want in enumerate(wants if isinstance(wants, list) else [wants], start=1)
+    ]
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ def test_several_eval_sets_without_the_trainers_choice_wait_for_a_named_key(copy
     assert any("eval_in_domain_loss" in w and "eval_ood_loss" in w for w in run.warnings)
 
 
-def test_mixed_trainings_in_one_folder_are_not_mixed(copy_run):
+def test_mixed_trainings_in_one_folder_are_audited_separately(copy_run):
     run_dir = copy_run("examples/lm_overfit_full")
     # A second training reused the folder and overwrote checkpoint-100 with its own history.
     edit_state(
@@ -122,11 +122,31 @@ def test_mixed_trainings_in_one_folder_are_not_mixed(copy_run):
             e.update(eval_loss=e["eval_loss"] * 0.5) for e in d["log_history"] if "eval_loss" in e
         ],
     )
+    first, second = auditor.audit(run_dir).runs
+    assert (first.training, first.trainings, second.training, second.trainings) == (1, 2, 2, 2)
+    assert first.run_dir == second.run_dir == str(run_dir)
+    row = next(c for c in first.checkpoints if c.step == 100)
+    assert row.eval_loss is not None and not row.on_disk and row.checkpoint is None
+    assert sum(c.candidate for c in first.checkpoints) == 19
+    assert [c.checkpoint for c in second.checkpoints if c.candidate] == ["checkpoint-100"]
+    assert second.eval_only_pick.step == second.scorer_pick.step == 100
+    for run in (first, second):
+        assert [w for w in run.warnings if "trainings" in w] == [
+            "holds 2 trainings (steps 20-400 and 100); audited separately"
+        ]
+
+
+def test_a_warning_repeated_per_checkpoint_is_one_line_with_a_count(copy_run):
+    run_dir = copy_run("examples/lm_overfit_full")
+    for step in (20, 40, 60):
+        (run_dir / f"checkpoint-{step}" / "trainer_state.json").unlink()
     run = only_run(run_dir)
-    row = next(c for c in run.checkpoints if c.step == 100)
-    assert row.on_disk and not row.candidate
-    assert any("checkpoint-100/" in w and "another training" in w for w in run.warnings)
-    assert sum(c.candidate for c in run.checkpoints) == 19
+    missing = [w for w in run.warnings if "has no trainer_state.json" in w]
+    assert missing == [
+        "3 checkpoints (checkpoint-20/, checkpoint-40/ and checkpoint-60/): each has no "
+        "trainer_state.json (still being written, or the save was interrupted): not a candidate"
+    ]
+    assert not any(c.candidate for c in run.checkpoints if c.step in (20, 40, 60))
 
 
 def test_global_step_that_disagrees_with_the_folder_name(copy_run):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -12,13 +13,12 @@ from pathlib import Path
 
 import click
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from auditor.cli import main
-from conftest import EXAMPLES, FIXTURES, drop_evaluations
+from conftest import EXAMPLES, FIXTURES, drop_evaluations, expected_rows
 
-EXPECTED = yaml.safe_load((FIXTURES / "EXPECTED.yaml").read_text())
+EXPECTED = [want for _, want, _ in expected_rows()]
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 FLAGGED = str(FIXTURES / "real_overfit_flagged")
 HEALTHY = str(EXAMPLES / "lm_healthy")
@@ -49,11 +49,11 @@ def test_scan_prints_one_row_per_run_and_a_summary():
     assert "checkpoint-30 (eval 2.725, overfit 0.14)" in flagged
     assert flagged.rstrip().endswith("OVERFIT")
     # below the table, one decision per run whose picks differ
-    for name, want in EXPECTED.items():
+    for name, want, _ in expected_rows():
         if want["verdict"] in ("overfit", "differs"):
             said = [line for line in lines if line.startswith(f"{FIXTURES / name}: ")]
             assert len(said) == 1 and (" ship " in said[0] or " keep " in said[0]), name
-    verdicts = Counter(want["verdict"] for want in EXPECTED.values())
+    verdicts = Counter(want["verdict"] for want in EXPECTED)
     summary = ", ".join(
         f"{verdicts[v]} {v}"
         for v in ("overfit", "differs", "agree", "no_candidates")
@@ -118,6 +118,34 @@ def test_show_refuses_a_folder_of_several_runs():
     result = invoke("show", str(FIXTURES / "sweep"))
     assert result.exit_code == 2
     assert "holds 6 runs" in result.stderr
+
+
+def test_a_folder_of_exactly_two_runs_is_named_without_an_ellipsis(tmp_path):
+    for name in ("a", "b"):
+        shutil.copytree(FIXTURES / "sweep" / "run-0001", tmp_path / name)
+    result = invoke("show", str(tmp_path))
+    assert result.exit_code == 2
+    assert f"holds 2 runs ({tmp_path / 'a'}, {tmp_path / 'b'}); show takes one" in result.stderr
+
+
+def test_two_trainings_in_one_folder_are_two_rows_and_one_warning():
+    two = FIXTURES / "real_two_trainings"
+    result = invoke("scan", str(two))
+    assert result.exit_code == 0
+    rows = [line for line in result.stdout.splitlines() if line.startswith(str(two))]
+    assert [row.split(")")[0] + ")" for row in rows] == [
+        f"{two} (training 1/2)",
+        f"{two} (training 2/2)",
+    ]
+    assert result.stderr.count("holds 2 trainings") == 1
+    assert "the Trainer's best, checkpoint-40, was overwritten by a later training" in (
+        result.stderr
+    )
+    shown = invoke("show", str(two))
+    assert shown.exit_code == 0
+    assert shown.stdout.count("(training ") == 2
+    report = json.loads(invoke("scan", str(two), "--format", "json").stdout)
+    assert [(r["training"], r["trainings"]) for r in report["runs"]] == [(1, 2), (2, 2)]
 
 
 def test_check_passes_a_healthy_run():

@@ -12,21 +12,23 @@ import yaml
 import auditor
 from auditor.config import Config
 from auditor.render import render
-from conftest import FIXTURES
+from conftest import FIXTURES, expected_rows
 
 EXPECTED = yaml.safe_load((FIXTURES / "EXPECTED.yaml").read_text())
 RESULT = auditor.audit(FIXTURES)
-RUNS = {os.path.relpath(r.run_dir, FIXTURES): r for r in RESULT.runs}
+ROWS = expected_rows()
+RUNS = {(os.path.relpath(r.run_dir, FIXTURES), r.training): r for r in RESULT.runs}
 
 
 def test_every_fixture_run_has_an_expectation():
-    assert sorted(RUNS) == sorted(EXPECTED)
+    assert sorted(RUNS) == sorted((name, number) for name, _, number in ROWS)
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_fixture_run(name):
-    want, run = EXPECTED[name], RUNS[name]
+@pytest.mark.parametrize(("name", "want", "training"), ROWS, ids=lambda v: str(v))
+def test_fixture_run(name, want, training):
+    run = RUNS[name, training]
     assert run.error is None
+    assert run.trainings == sum(1 for other, _, _ in ROWS if other == name)
     assert run.verdict == want["verdict"]
     assert run.flagged == (want["verdict"] == "overfit")
     assert (run.eval_only_pick.step if run.eval_only_pick else None) == want["eval_only"]
@@ -42,20 +44,22 @@ def test_fixture_run(name):
 
 def test_eval_only_pick_is_what_load_best_model_at_end_picks_on_eval_loss():
     # Where the Trainer chose on eval_loss and its best folder survived, the two agree.
-    for name, run in RUNS.items():
+    for (name, _), run in RUNS.items():
         state_metric = run.trainer_metric
-        if state_metric == "eval_loss" and run.trainer_best and run.row(run.trainer_best):
+        best_row = run.row(run.trainer_best)
+        if state_metric == "eval_loss" and best_row is not None and best_row.on_disk:
             assert run.eval_only_pick == run.trainer_best, name
 
 
 def test_picks_do_not_depend_on_the_walk(tmp_path):
     for name in EXPECTED:
-        alone = auditor.audit(FIXTURES / name, config=Config()).runs[0]
-        assert (alone.eval_only_pick, alone.scorer_pick, alone.verdict) == (
-            RUNS[name].eval_only_pick,
-            RUNS[name].scorer_pick,
-            RUNS[name].verdict,
-        )
+        for alone in auditor.audit(FIXTURES / name, config=Config()).runs:
+            walked = RUNS[name, alone.training]
+            assert (alone.eval_only_pick, alone.scorer_pick, alone.verdict) == (
+                walked.eval_only_pick,
+                walked.scorer_pick,
+                walked.verdict,
+            )
 
 
 def test_every_fixture_reads_the_same_when_its_files_are_rewritten_compactly(tmp_path):

@@ -113,4 +113,4 @@ def test_the_cli_never_imports_pandas_for_csv():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stderr.strip().splitlines()[-1] == "False"
-    assert done.stdout.splitlines()[0].startswith("run_dir,verdict,step,")
+    assert done.stdout.splitlines()[0].startswith("run_dir,training,verdict,step,")

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import pytest
 
-import auditor
 from auditor import read, skim
 from auditor.discover import discover
 from auditor.read import load_state, read_run
@@ -53,7 +52,7 @@ def skim_state(path: str) -> SimpleNamespace | None:
 
 
 def records(path: Path) -> list[read.RunRecord]:
-    return [read_run(location) for location in discover([str(path)])]
+    return [record for location in discover([str(path)]) for record in read_run(location)]
 
 
 def _big_enough(path: Path) -> bool:
@@ -100,18 +99,14 @@ def test_a_mixed_lineage_folder_is_detected_from_the_tails(small_windows, parsed
     for name in ("checkpoint-100", "checkpoint-260"):
         shutil.copyfile(other / name / STATE, run / name / STATE)
 
-    (record,) = records(run)
+    records_found = records(run)
 
-    assert parsed == [str(run / STATE)], "the other training was found without a full parse"
-    unusable = {c.name for c in record.checkpoints if not c.usable}
-    assert unusable == {"checkpoint-100", "checkpoint-260"}
-    warned = [w for w in record.warnings if "comes from another training" in w]
-    assert [w.split("/")[0] for w in warned] == ["checkpoint-100", "checkpoint-260"]
-    result = auditor.audit(str(run))
-    assert {c.checkpoint for c in result.runs[0].checkpoints if c.on_disk and not c.candidate} >= {
-        "checkpoint-100",
-        "checkpoint-260",
-    }
+    # The other training is found from the tails; only each training's newest file is parsed.
+    assert sorted(parsed) == sorted([str(run / STATE), str(run / "checkpoint-260" / STATE)])
+    by_folder = {c.name: r.training for r in records_found for c in r.checkpoints}
+    assert by_folder["checkpoint-100"] == by_folder["checkpoint-260"] != by_folder["checkpoint-200"]
+    assert all(c.usable for r in records_found for c in r.checkpoints)
+    assert [r.trainings for r in records_found] == [2, 2]
 
 
 def test_a_changed_newest_loss_is_detected_from_the_tail(small_windows, parsed, copy_run):
@@ -122,14 +117,12 @@ def test_a_changed_newest_loss_is_detected_from_the_tail(small_windows, parsed, 
     last_eval["eval_loss"] += 0.001
     path.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
 
-    (record,) = records(run)
+    first, second = records(run)
 
-    assert str(path) not in parsed
-    assert [c.name for c in record.checkpoints if not c.usable] == ["checkpoint-200"]
-    assert any(
-        w.startswith("checkpoint-200/ comes from another training: its eval_loss at step 200")
-        for w in record.warnings
-    )
+    assert second.state.path == str(path), "the changed file is a training of its own"
+    assert [c.name for c in second.checkpoints] == ["checkpoint-200"]
+    assert "checkpoint-200" not in [c.name for c in first.checkpoints]
+    assert 200 in first.overwritten
 
 
 def test_a_compact_file_falls_back_to_a_full_parse_and_still_counts(
@@ -153,9 +146,10 @@ def test_a_compact_file_from_another_training_is_still_detected(small_windows, c
     other = FIXTURES / "examples" / "lm_overfit_full_tf4" / "checkpoint-300" / STATE
     (run / "checkpoint-300" / STATE).write_text(json.dumps(json.loads(other.read_text())))
 
-    (record,) = records(run)
+    first, second = records(run)
 
-    assert [c.name for c in record.checkpoints if not c.usable] == ["checkpoint-300"]
+    assert [c.name for c in second.checkpoints] == ["checkpoint-300"]
+    assert "checkpoint-300" not in [c.name for c in first.checkpoints]
 
 
 def test_an_unknown_field_after_log_history_means_a_full_parse(small_windows, parsed, copy_run):

@@ -56,7 +56,7 @@ def render(result: AuditResult, view: str = "runs") -> str:
 
 
 def _case(run: RunResult, result: AuditResult) -> ET.Element:
-    case = ET.Element("testcase", {"classname": SUITE, "name": clean(run.run_dir)})
+    case = ET.Element("testcase", {"classname": SUITE, "name": clean(run.label)})
     summary = _summary(run, result.config)
     deployed = result.deploy is not None and _same_dir(result.deploy.run_dir, run.run_dir)
     if run.error is not None:

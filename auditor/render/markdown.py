@@ -68,7 +68,7 @@ def _run_table(result: AuditResult) -> list[str]:
             lines.append(f"| {code(run.run_dir)} | **error** | - | - | - |")
             continue
         cells = [
-            code(run.run_dir),
+            code(run.label),
             verdict,
             text(pick_with_numbers(run, run.eval_only_pick)),
             text(pick_with_numbers(run, run.scorer_pick)),
@@ -85,7 +85,7 @@ def _run_table(result: AuditResult) -> list[str]:
 
 def _checkpoint_section(run: RunResult, result: AuditResult) -> list[str]:
     verdict = run.verdict.upper() if run.flagged else run.verdict
-    lines = [f"#### {code(run.run_dir, cell=False)}: {verdict}", ""]
+    lines = [f"#### {code(run.label, cell=False)}: {verdict}", ""]
     if run.error is not None:
         return [*lines, f"error: {code(run.error, cell=False)}", ""]
     lines += [

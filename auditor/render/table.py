@@ -151,7 +151,7 @@ def _run_row(run: RunResult, color: bool, numbers: bool) -> list[str]:
         return [safe(run.run_dir), "-", "-", "-", "-", "-", _verdict(run, color)]
     pick = pick_with_numbers if numbers else lambda run, pick: pick_label(pick)
     return [
-        safe(run.run_dir),
+        safe(run.label),
         str(run.checkpoints_on_disk) if not run.history_only else "-",
         str(run.evaluations),
         pick(run, run.eval_only_pick),
@@ -162,7 +162,7 @@ def _run_row(run: RunResult, color: bool, numbers: bool) -> list[str]:
 
 
 def _checkpoint_table(run: RunResult, result: AuditResult, width: int | None) -> str:
-    title = f"{safe(run.run_dir)}  [{verdict_label(run)}]"
+    title = f"{safe(run.label)}  [{verdict_label(run)}]"
     if run.error is not None:
         return f"{title}\nerror: {safe(run.error)}"
     suffix = f"  [{verdict_label(run)}]  eval key: {safe(run.eval_key or '-')}"
