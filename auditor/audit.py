@@ -5,6 +5,7 @@ Pure: takes what `read` produced and returns result objects; no I/O, no printing
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Any
@@ -60,9 +61,7 @@ def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResu
     if eval_only is None or best is None or history.eval_key is None:
         verdict, flagged = "no_candidates", False
         if history.eval_key is not None:
-            warnings.append(
-                "no checkpoint on disk has a finite evaluation at its step: nothing to pick"
-            )
+            warnings.append(_nothing_to_pick(record, history))
     else:
         trainer_row = next((r for r in rows if trainer_best and r.step == trainer_best.step), None)
         judge_trainer = (
@@ -101,6 +100,31 @@ def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResu
         training=record.training,
         trainings=record.trainings,
     )
+
+
+def _nothing_to_pick(record: RunRecord, history: History) -> str:
+    """Explain why no checkpoint is a candidate; when the evaluations never landed on a saved
+    step (eval per epoch, save every N steps), say both schedules and the nearest saves."""
+    evaluated = [e for e in history.evaluations if is_finite(e.eval_loss)]
+    saved = sorted(c.step for c in record.checkpoints if c.usable)
+    if not evaluated or not saved or {e.step for e in evaluated} & set(saved):
+        return "no checkpoint on disk has a finite evaluation at its step: nothing to pick"
+    lowest = min(evaluated, key=lambda e: (e.eval_loss, e.step))
+    distance = min(abs(step - lowest.step) for step in saved)
+    nearest = [f"checkpoint-{s}" for s in saved if abs(s - lowest.step) == distance]
+    return (
+        f"no evaluation landed on a saved step: evaluated {_schedule([e.step for e in evaluated])},"
+        f" saved {_schedule(saved)}; the lowest {history.eval_key} (step {lowest.step}) is nearest "
+        f"{' and '.join(nearest)}. Set save_strategy to the eval_strategy (and save_steps to "
+        "eval_steps) so that every evaluated step is saved"
+    )
+
+
+def _schedule(steps: list[int]) -> str:
+    gaps = {b - a for a, b in itertools.pairwise(steps)}
+    if len(gaps) == 1 and steps[0] == next(iter(gaps)):
+        return f"every {steps[0]} steps (to step {steps[-1]})"
+    return f"at steps {_steps(steps)}"
 
 
 def _pick(row: CheckpointResult | None) -> Pick | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 
@@ -147,6 +148,18 @@ def test_a_warning_repeated_per_checkpoint_is_one_line_with_a_count(copy_run):
         "trainer_state.json (still being written, or the save was interrupted): not a candidate"
     ]
     assert not any(c.candidate for c in run.checkpoints if c.step in (20, 40, 60))
+
+
+def test_evaluations_that_never_landed_on_a_saved_step_name_both_schedules(copy_run):
+    run_dir = copy_run("examples/lm_eval_misaligned")  # eval every 25 steps, save every 20
+    for step in (100, 200):  # the two steps where they met
+        shutil.rmtree(run_dir / f"checkpoint-{step}")
+    run = only_run(run_dir)
+    assert run.verdict == "no_candidates"
+    (said,) = [w for w in run.warnings if "no evaluation landed on a saved step" in w]
+    assert "evaluated every 25 steps (to step 200)" in said
+    assert "the lowest eval_loss (step 75) is nearest checkpoint-80" in said
+    assert "Set save_strategy to the eval_strategy" in said
 
 
 def test_global_step_that_disagrees_with_the_folder_name(copy_run):
