@@ -178,7 +178,21 @@ def _audit(paths: tuple[str, ...], config: Config, quiet: bool, curves: bool = T
     result = audit(*paths, config=config, progress=_progress(quiet), curves=curves)
     if not result.runs:
         raise _no_run_found(paths)
+    _warn_empty_paths(paths, [r.run_dir for r in result.runs], quiet)
     return result
+
+
+def _warn_empty_paths(paths: tuple[str, ...], run_dirs: list[str], quiet: bool) -> None:
+    """Say which of the folders given hold no run, when others do (a typo must not pass)."""
+    from .discover import without_runs
+    from .render.text import safe
+
+    for path in () if quiet else without_runs(paths, run_dirs):
+        click.echo(
+            f"warning: {safe(path)}: no Trainer run below it (no checkpoint-<step>/ folder or "
+            "trainer_state.json): nothing audited there",
+            err=True,
+        )
 
 
 def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: str | None) -> None:
@@ -193,6 +207,7 @@ def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: st
     locations = discover(list(paths))
     if not locations:
         raise _no_run_found(paths)
+    _warn_empty_paths(paths, [location.run_dir for location in locations], quiet)
     # What stays of the runs once written: their verdicts counted, and the runs that have a
     # warning or an error to print after the report.
     counts: dict[str, int] = {}

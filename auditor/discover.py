@@ -39,6 +39,8 @@ class RunLocation(NamedTuple):
     state_file: str | None
     history_only: bool = False
     notes: tuple[str, ...] = ()
+    #: Why this path given by the user is no run (a stray file): reported as an unreadable run.
+    refused: str | None = None
 
 
 class _Listing(NamedTuple):
@@ -64,12 +66,15 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[RunLocation]:
     seen_dirs: set[tuple[int, int]] = set()
     for path in paths:
         if os.path.isfile(path):
-            if not path.endswith(".json"):
-                raise UsageError(
-                    f"{path}: not a folder or a trainer_state.json; give a training output "
-                    "folder, a checkpoint folder or a trainer_state.json"
-                )
-            found = [RunLocation(path, path, history_only=True)]
+            # A stray file among many paths (`scan outputs/*` with a README.md) is a row that
+            # says so, never the end of the scan.
+            refused = (
+                None
+                if path.endswith(".json")
+                else "is not a folder or a trainer_state.json; give a training output folder, "
+                "a checkpoint folder or a trainer_state.json"
+            )
+            found = [RunLocation(path, path, history_only=True, refused=refused)]
         elif os.path.isdir(path):
             name = os.path.basename(os.path.normpath(path))
             if checkpoint_step(name) is not None or name == LAST_CHECKPOINT:
@@ -85,6 +90,22 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[RunLocation]:
                 seen_runs.add(key)
                 runs.append(run)
     return runs
+
+
+def without_runs(paths: list[str] | tuple[str, ...], run_dirs: list[str]) -> list[str]:
+    """Return the folders among `paths` below which none of `run_dirs` lies."""
+    found = {os.path.abspath(d) for d in run_dirs} | {os.path.realpath(d) for d in run_dirs}
+
+    def holds_a_run(folder: str) -> bool:
+        return any(run == folder or run.startswith(folder.rstrip(os.sep) + os.sep) for run in found)
+
+    return [
+        path
+        for path in paths
+        if os.path.isdir(path)
+        and not holds_a_run(os.path.abspath(path))
+        and not holds_a_run(os.path.realpath(path))
+    ]
 
 
 def checkpoints_of(location: RunLocation) -> tuple[CheckpointDir, ...]:

@@ -176,6 +176,8 @@ def read_run(location: RunLocation) -> tuple[RunRecord, ...]:
     """Return one RunRecord per training found at `location`, oldest first; raise
     StateFileError when no state file is usable."""
     warnings = list(location.notes)
+    if location.refused is not None:
+        raise StateFileError(location.run_dir, location.refused)
     if location.history_only:
         path = location.state_file or os.path.join(location.run_dir, STATE_FILE)
         state = load_state(path)

@@ -128,6 +128,23 @@ def test_a_folder_of_exactly_two_runs_is_named_without_an_ellipsis(tmp_path):
     assert f"holds 2 runs ({tmp_path / 'a'}, {tmp_path / 'b'}); show takes one" in result.stderr
 
 
+def test_a_stray_file_is_an_error_row_and_an_empty_folder_a_warning(tmp_path):
+    (tmp_path / "README.md").write_text("# outputs\n")
+    (tmp_path / "empty").mkdir()
+    stray, empty = str(tmp_path / "README.md"), str(tmp_path / "empty")
+
+    result = invoke("scan", HEALTHY, empty, stray, "--format", "json")
+
+    assert result.exit_code == 0
+    runs = json.loads(result.stdout)["runs"]
+    assert [(r["run_dir"], r["verdict"]) for r in runs] == [(HEALTHY, "agree"), (stray, "error")]
+    assert "is not a folder or a trainer_state.json" in runs[1]["error"]
+    assert f"warning: {empty}: no Trainer run below it" in result.stderr
+    assert f"warning: {HEALTHY}:" not in result.stderr
+    gate = invoke("check", HEALTHY, stray)
+    assert gate.exit_code == 2  # the gate fails closed on what it could not read
+
+
 def test_two_trainings_in_one_folder_are_two_rows_and_one_warning():
     two = FIXTURES / "real_two_trainings"
     result = invoke("scan", str(two))
