@@ -61,6 +61,14 @@ def test_history_alone_makes_every_evaluation_a_candidate():
     assert any("history alone" in w for w in run.warnings)
 
 
+def test_a_bare_files_best_global_step_is_used_as_the_history_says():
+    # best_model_checkpoint is null; no folder of step 75 exists, and a bare file has none.
+    run = only_run(EXAMPLES / "lm_eval_misaligned" / "trainer_state.json")
+    assert run.history_only
+    assert run.trainer_best == auditor.Pick(None, 75)
+    assert not any("best_global_step" in w for w in run.warnings)
+
+
 def test_unscorable_checkpoints_are_never_picked():
     run = only_run(EXAMPLES / "lm_diverged")
     nan_rows = [c for c in run.checkpoints if c.eval_loss is not None and math.isnan(c.eval_loss)]
