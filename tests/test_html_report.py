@@ -353,3 +353,11 @@ def test_report_records_the_config_it_was_made_with(fixtures_report):
     text = fixtures_report[0]
     assert "Config this report was made with" in text
     assert "min_gap_delta: 0.1" in text and "train_loss: last" in text
+
+
+def test_the_trainings_of_one_folder_are_told_apart():
+    from auditor.render import render
+
+    page = render(auditor.audit(FIXTURES / "real_two_trainings"), "html")
+    for number in (1, 2):
+        assert f"real_two_trainings (training {number}/2)" in page

@@ -40,6 +40,10 @@ def render(result: AuditResult, view: str = "runs") -> str:
     )
     noun = "run" if len(result.runs) == 1 else "runs"
     base, names = short_names([r.run_dir for r in result.runs])
+    # The trainings of one folder share its name: the label tells them apart.
+    names = [
+        name + run.label[len(run.run_dir) :] for name, run in zip(names, result.runs, strict=True)
+    ]
     below = f" below {safe(base)}" if base else ""
     charts = {str(i): chart_data(r) for i, r in runs if r.error is None}
     uplot_script, uplot_style = uplot_assets()
