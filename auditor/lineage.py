@@ -33,11 +33,13 @@ def newest_losses(history: list[Any]) -> tuple[list[Loss], bool]:
     for entry in reversed(history):
         if len(losses) >= LINEAGE_ENTRIES:
             break
-        if not isinstance(entry, dict):
+        if type(entry) is not dict and not isinstance(entry, dict):
             continue
-        step = whole_number(entry.get("step"))
-        if step is None:
-            continue
+        step = entry.get("step")
+        if type(step) is not int:
+            step = whole_number(step)
+            if step is None:
+                continue
         if "loss" in entry:
             losses.append((step, "loss", entry["loss"]))
         if not TRAIN_LOG_KEYS.issuperset(entry):
@@ -72,8 +74,9 @@ def conflict(losses: list[Loss], digest: Digest) -> tuple[int, str] | None:
             known = bad[step] if step in bad else train.get(step, _MISSING)
         else:
             known = evals.get(key, {}).get(step, _MISSING)
-        logged = [known, *digest.overridden.get((key, step), ())]
-        if not any(_same_value(value, other) for other in logged if other is not _MISSING):
+        if known is not _MISSING and _same_value(value, known):
+            continue
+        if not any(_same_value(value, v) for v in digest.overridden.get((key, step), ())):
             return step, key
     return None
 

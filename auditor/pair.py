@@ -127,6 +127,7 @@ def digest_history(log_history: Sequence[Any]) -> Digest:
     plain = set(TRAIN_LOG_KEYS)
     only_plain_keys = plain.issuperset
     eval_keys: set[str] = set()
+    loss_keys: dict[str, bool] = {}
     skipped = 0
     bad_train = False
     for entry in log_history:
@@ -163,7 +164,10 @@ def digest_history(log_history: Sequence[Any]) -> Digest:
                 continue
             has_eval = True
             eval_keys.add(key)
-            if is_eval_loss(key):
+            is_loss = loss_keys.get(key)
+            if is_loss is None:
+                is_loss = loss_keys[key] = is_eval_loss(key)
+            if is_loss:
                 logged = evals.setdefault(key, {})
                 if step in logged:
                     overridden.setdefault((key, step), []).append(logged[step])
