@@ -289,7 +289,7 @@ def read_run(location: RunLocation) -> tuple[RunRecord, ...]:
             f"holds {len(trainings)} trainings (steps "
             f"{_and(_span(t.steps) for t in trainings)}); audited separately"
         )
-    held = {c.step: number for number, t in enumerate(trainings, 1) for c in t.folders}
+    held = {c.step: n for n, t in enumerate(trainings, 1) for c in t.folders if c.usable}
     return tuple(
         RunRecord(
             location.run_dir,
