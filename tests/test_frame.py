@@ -8,15 +8,14 @@ import sys
 
 import pandas as pd
 import pytest
-import yaml
 
 import auditor
 from auditor.frame import CHECKPOINT_COLUMNS, RUN_COLUMNS
 from auditor.results import AuditResult
-from conftest import EXAMPLES, FIXTURES
+from conftest import EXAMPLES, FIXTURES, expected_rows
 
 EXPECTED_DTYPES = {"str": "string", "int": "Int64", "float": "float64", "bool": "bool"}
-EXPECTED = yaml.safe_load((FIXTURES / "EXPECTED.yaml").read_text())
+ROWS = expected_rows()
 
 
 @pytest.fixture(scope="module")
@@ -26,20 +25,21 @@ def result() -> AuditResult:
 
 def test_run_frame_has_one_typed_row_per_run(result):
     frame = result.to_frame()
-    assert len(frame) == len(EXPECTED)
+    assert len(frame) == len(ROWS)
     assert list(frame.columns) == list(RUN_COLUMNS)
     assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == {
         name: EXPECTED_DTYPES[kind] for name, kind in RUN_COLUMNS.items()
     }
-    flagged = frame[frame["flagged"]].set_index("run_dir")
-    assert sorted(flagged.index) == sorted(
-        str(FIXTURES / name) for name, want in EXPECTED.items() if want["verdict"] == "overfit"
+    wanted = {(str(FIXTURES / name), training): want for name, want, training in ROWS}
+    flagged = frame[frame["flagged"]]
+    assert sorted(zip(flagged["run_dir"], flagged["training"], strict=True)) == sorted(
+        key for key, want in wanted.items() if want["verdict"] == "overfit"
     )
-    for run_dir, row in flagged.iterrows():
-        want = EXPECTED[run_dir[len(str(FIXTURES)) + 1 :]]
+    for _, row in flagged.iterrows():
+        want = wanted[row["run_dir"], row["training"]]
         assert (row["scorer_step"], row["outcome"]) == (want["scorer"], "flagged")
     counts: dict[str, int] = {}
-    for want in EXPECTED.values():
+    for want in wanted.values():
         counts[want["verdict"]] = counts.get(want["verdict"], 0) + 1
     assert frame["verdict"].value_counts().to_dict() == counts
 
@@ -60,8 +60,8 @@ def test_checkpoint_frame_has_every_step_of_every_run(result):
         name: EXPECTED_DTYPES[kind] for name, kind in CHECKPOINT_COLUMNS.items()
     }
     # One scorer's pick per run that has candidates.
-    picks = frame[frame["is_best"]].groupby("run_dir").size()
-    with_picks = [name for name, want in EXPECTED.items() if want["scorer"] is not None]
+    picks = frame[frame["is_best"]].groupby(["run_dir", "training"]).size()
+    with_picks = [name for name, want, _ in ROWS if want["scorer"] is not None]
     assert len(picks) == len(with_picks) and set(picks) == {1}
 
 

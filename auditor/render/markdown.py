@@ -78,7 +78,7 @@ def _run_table(result: AuditResult) -> list[str]:
     lines.append("")
     found = sorted(decisions(result), key=lambda item: verdict_rank(item[0].verdict))
     if found:
-        lines += [f"- {code(run.run_dir, cell=False)}: {text(line)}" for run, line in found]
+        lines += [f"- {code(run.label, cell=False)}: {text(line)}" for run, line in found]
         lines.append("")
     return lines
 

@@ -66,7 +66,7 @@ def render(
         _layout,
         name_column=0,
     )
-    said = [f"{safe(run.run_dir)}: {line}" for run, line in decisions(result)]
+    said = [f"{safe(run.label)}: {line}" for run, line in decisions(result)]
     if said:
         text += "\n\n" + "\n".join(wrap(line, width) for line in said)
     lines = []
