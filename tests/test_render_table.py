@@ -59,7 +59,8 @@ def test_at_80_columns_long_names_are_shortened_in_the_middle(everything):
     shortened = [name for name in names if ELLIPSIS in name]
     assert shortened, "no name needed shortening at 80 columns"
     for name in shortened:
-        full = next(r.run_dir for r in everything.runs if r.run_dir.endswith(name.split("/")[-1]))
+        # A row is named by its label: the folder, and "(training k/n)" when it holds several.
+        full = next(r.label for r in everything.runs if r.label.endswith(name.split("/")[-1]))
         assert full.startswith(name.split(ELLIPSIS)[0])
         assert full.endswith(name.split(ELLIPSIS)[-1])
 

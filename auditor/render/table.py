@@ -166,7 +166,7 @@ def _checkpoint_table(run: RunResult, result: AuditResult, width: int | None) ->
     if run.error is not None:
         return f"{title}\nerror: {safe(run.error)}"
     suffix = f"  [{verdict_label(run)}]  eval key: {safe(run.eval_key or '-')}"
-    name = safe(run.run_dir)
+    name = safe(run.label)
     if width is not None and len(name) + len(suffix) > width:
         name = shorten_middle(name, max(width - len(suffix), 20))
     table, dropped = fit_table(
