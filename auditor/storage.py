@@ -1,0 +1,451 @@
+"""The only door to bytes: list a folder, stat a path, read a file or byte ranges, local or remote.
+
+A plain path is read with `os` (fsspec is never imported for a local audit); a URL with a
+protocol (`s3://`, `gs://`, `hf://`, any fsspec protocol) is read through fsspec, installed by
+`pip install 'checkpoint-auditor[remote]'`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .errors import StateFileError, UsageError
+
+REMOTE_INSTALL = "pip install 'checkpoint-auditor[remote]'"
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+_LFS_LIMIT_NOTE = "check the disk or the mount"
+
+
+class Entry(NamedTuple):
+    """One name in a folder (or one path stat'ed): `size` in bytes and `mtime` in seconds since
+    the epoch, None where the store does not say."""
+
+    name: str
+    path: str
+    is_dir: bool
+    size: int | None = None
+    mtime: float | None = None
+
+
+class Range(NamedTuple):
+    """Bytes [start, end) of the file at `path`; `end` None reads to the end of the file.
+    `size` is the file's size when known (from a listing): it lets an over-long reply be cut."""
+
+    path: str
+    start: int = 0
+    end: int | None = None
+    size: int | None = None
+
+
+class ReadError(StateFileError):
+    """A path could not be listed or read. `code` says why, for decisions; the message says it
+    for people: "missing", "denied", "folder", "not_file", "loop", "io"."""
+
+    def __init__(self, path: str, code: str, reason: str) -> None:
+        super().__init__(path, reason)
+        self.code = code
+
+
+@dataclass
+class Traffic:
+    """What a storage has read so far: requests sent and bytes received."""
+
+    requests: int = 0
+    bytes: int = 0
+
+    def add(self, requests: int, received: int) -> None:
+        self.requests += requests
+        self.bytes += received
+
+
+def is_url(path: str) -> bool:
+    """Return True when `path` names a protocol (`s3://...`): it is read through fsspec."""
+    return _URL.match(path) is not None
+
+
+def join(folder: str, name: str) -> str:
+    """Return the path of `name` inside `folder`, in the folder's own style (path or URL)."""
+    if is_url(folder):
+        return folder.rstrip("/") + "/" + name
+    return os.path.join(folder, name)
+
+
+def basename(path: str) -> str:
+    """Return the last part of a path or URL, trailing slashes ignored."""
+    if is_url(path):
+        return path.rstrip("/").rsplit("/", 1)[-1]
+    return os.path.basename(os.path.normpath(path))
+
+
+def parent(path: str) -> str:
+    """Return the folder holding `path` (a path or a URL)."""
+    if is_url(path):
+        return path.rstrip("/").rsplit("/", 1)[0]
+    return os.path.dirname(os.path.normpath(path))
+
+
+class Storage:
+    """Reads one kind of location. `for_path` gives the right one for a path or URL."""
+
+    def __init__(self) -> None:
+        self.traffic = Traffic()
+        self._lock = threading.Lock()
+
+    def listdir(self, folder: str) -> list[Entry]:
+        """Return the entries of `folder` sorted by name; raise ReadError when it cannot be
+        listed (code "missing", "denied", "not_dir" or "io")."""
+        raise NotImplementedError
+
+    def stat(self, path: str) -> Entry:
+        """Return the Entry of `path`; raise ReadError ("missing", "denied", "io")."""
+        raise NotImplementedError
+
+    def read(self, path: str) -> bytes:
+        """Return the whole regular file at `path`; raise ReadError naming the fix."""
+        data = self.read_ranges([Range(path)])[0]
+        if isinstance(data, ReadError):
+            raise data
+        return data
+
+    def read_ranges(self, ranges: Sequence[Range]) -> list[bytes | ReadError]:
+        """Return the bytes of each range, in order, or the ReadError that range met (one bad
+        file never stops the others). Remote stores send the requests concurrently."""
+        raise NotImplementedError
+
+    def _count(self, requests: int, received: int) -> None:
+        with self._lock:
+            self.traffic.add(requests, received)
+
+
+class LocalStorage(Storage):
+    """Paths on this machine, read with `os`."""
+
+    def listdir(self, folder: str) -> list[Entry]:
+        try:
+            with os.scandir(folder) as found:
+                listed = sorted(found, key=lambda e: e.name)
+        except OSError as exc:
+            raise _os_error(folder, exc) from exc
+        self._count(1, 0)
+        entries = []
+        for item in listed:
+            try:
+                is_dir = item.is_dir()
+            except OSError:
+                continue
+            entries.append(Entry(item.name, item.path, is_dir))
+        return entries
+
+    def stat(self, path: str) -> Entry:
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            raise _os_error(path, exc) from exc
+        return Entry(basename(path), path, stat.S_ISDIR(info.st_mode), info.st_size, info.st_mtime)
+
+    def read_ranges(self, ranges: Sequence[Range]) -> list[bytes | ReadError]:
+        return [self._read_range(r) for r in ranges]
+
+    def _read_range(self, wanted: Range) -> bytes | ReadError:
+        path = wanted.path
+        # Non-blocking: a FIFO under this name would otherwise hang the scan before it is refused.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            descriptor = os.open(path, flags)
+        except OSError as exc:
+            return _os_error(path, exc)
+        try:
+            kind = os.fstat(descriptor).st_mode
+            if stat.S_ISDIR(kind):
+                return _folder_error(path)
+            if not stat.S_ISREG(kind):
+                # A device (/dev/zero) would be read forever, a pipe would wait for a writer.
+                return ReadError(
+                    path,
+                    "not_file",
+                    "is not a regular file (a pipe, socket or device); put the real file there",
+                )
+            if wanted.end is None:
+                os.lseek(descriptor, wanted.start, os.SEEK_SET)
+                with os.fdopen(os.dup(descriptor), "rb") as handle:
+                    data = handle.read()
+            else:
+                data = os.pread(descriptor, max(0, wanted.end - wanted.start), wanted.start)
+        except OSError as exc:
+            return ReadError(path, "io", f"cannot be read ({exc.strerror}); {_LFS_LIMIT_NOTE}")
+        finally:
+            os.close(descriptor)
+        self._count(1, len(data))
+        return data
+
+
+class RemoteStorage(Storage):
+    """Objects behind one fsspec filesystem (S3, GCS, the Hub, ...), named by URL."""
+
+    def __init__(self, fs: Any, protocol: str) -> None:
+        super().__init__()
+        self.fs = fs
+        self.protocol = protocol
+        # Listings of whole trees, filled by `list_tree`: a folder below one is listed from here.
+        self._tree: dict[str, list[Entry]] = {}
+
+    def _key(self, url: str) -> str:
+        return str(self.fs._strip_protocol(url)).rstrip("/")
+
+    def _url(self, key: str) -> str:
+        return f"{self.protocol}://{key.rstrip('/')}"
+
+    def list_tree(self, root: str) -> None:
+        """List every object below `root` at once (one paginated listing instead of one per
+        folder) and answer `listdir` below it from that."""
+        root_key = self._key(root)
+        try:
+            found = self.fs.find(root_key, withdirs=True, detail=True)
+        except FileNotFoundError as exc:
+            raise ReadError(root, "missing", "no such file or folder") from exc
+        except PermissionError as exc:
+            raise ReadError(
+                root, "denied", f"cannot be listed ({exc}); check the credentials"
+            ) from exc
+        except OSError as exc:
+            raise ReadError(root, "io", f"cannot be listed ({exc})") from exc
+        self._count(1, 0)
+        folders: dict[str, dict[str, Entry]] = {root_key: {}}
+        for key, info in found.items():
+            key = key.rstrip("/")
+            if not key.startswith(root_key + "/"):
+                continue
+            entry = self._entry(key, info)
+            if entry.is_dir:
+                folders.setdefault(key, {})
+            folder, name = key.rsplit("/", 1)
+            folders.setdefault(folder, {})[name] = entry
+            # Object stores have no folders, only keys: every prefix between the root and an
+            # object is a folder of its own, listed in the one above it.
+            while folder != root_key:
+                above, name = folder.rsplit("/", 1)
+                siblings = folders.setdefault(above, {})
+                if name in siblings:
+                    break
+                siblings[name] = Entry(name, self._url(folder), True)
+                folder = above
+        for folder, names in folders.items():
+            self._tree[folder] = sorted(names.values(), key=lambda e: e.name)
+
+    def _entry(self, key: str, info: dict[str, Any]) -> Entry:
+        is_dir = info.get("type") == "directory"
+        size = info.get("size")
+        return Entry(
+            key.rsplit("/", 1)[-1],
+            self._url(key),
+            is_dir,
+            None if is_dir or size is None else int(size),
+            _mtime(info),
+        )
+
+    def listdir(self, folder: str) -> list[Entry]:
+        key = self._key(folder)
+        if key in self._tree:
+            return self._tree[key]
+        try:
+            found = self.fs.ls(key, detail=True)
+        except FileNotFoundError as exc:
+            raise ReadError(folder, "missing", "no such file or folder") from exc
+        except PermissionError as exc:
+            raise ReadError(
+                folder, "denied", f"cannot be listed ({exc}); check the credentials"
+            ) from exc
+        except OSError as exc:
+            raise ReadError(folder, "io", f"cannot be listed ({exc})") from exc
+        self._count(1, 0)
+        entries = [
+            self._entry(str(info["name"]).rstrip("/"), info)
+            for info in found
+            if str(info["name"]).rstrip("/") != key
+        ]
+        return sorted(entries, key=lambda e: e.name)
+
+    def stat(self, path: str) -> Entry:
+        key = self._key(path)
+        folder, _, name = key.rpartition("/")
+        if folder in self._tree:
+            for entry in self._tree[folder]:
+                if entry.name == name:
+                    return entry
+            raise ReadError(path, "missing", "no such file or folder")
+        try:
+            info = self.fs.info(key)
+        except FileNotFoundError as exc:
+            raise ReadError(path, "missing", "no such file or folder") from exc
+        except PermissionError as exc:
+            raise ReadError(
+                path, "denied", f"cannot be read ({exc}); check the credentials"
+            ) from exc
+        except OSError as exc:
+            raise ReadError(path, "io", f"cannot be read ({exc})") from exc
+        self._count(1, 0)
+        return self._entry(key, info)
+
+    def read_ranges(self, ranges: Sequence[Range]) -> list[bytes | ReadError]:
+        if not ranges:
+            return []
+        keys = [self._key(r.path) for r in ranges]
+        starts: list[int | None] = [r.start or None for r in ranges]
+        ends: list[int | None] = [r.end for r in ranges]
+        if getattr(self.fs, "async_impl", False):
+            replies = list(self.fs.cat_ranges(keys, starts, ends, on_error="return"))
+        else:
+            replies = _threaded(self.fs, keys, starts, ends)
+        self._count(len(ranges), sum(len(r) for r in replies if isinstance(r, bytes)))
+        return [_checked(wanted, reply) for wanted, reply in zip(ranges, replies, strict=True)]
+
+
+def _threaded(
+    fs: Any, keys: list[str], starts: list[int | None], ends: list[int | None]
+) -> list[Any]:
+    """Fetch ranges concurrently from a filesystem without async batch calls (the Hub's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(index: int) -> Any:
+        try:
+            return fs.cat_file(keys[index], start=starts[index], end=ends[index])
+        except Exception as exc:  # returned, as cat_ranges(on_error="return") does
+            return exc
+
+    with ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:
+        return list(pool.map(one, range(len(keys))))
+
+
+def _checked(wanted: Range, reply: Any) -> bytes | ReadError:
+    """Return the bytes `wanted` asked for out of `reply`, which a server may have sent whole
+    (a range it ignored) or short: never trust a reply's length."""
+    if isinstance(reply, FileNotFoundError):
+        return ReadError(
+            wanted.path, "missing", "does not exist (the save is incomplete, or it was deleted)"
+        )
+    if isinstance(reply, PermissionError):
+        return ReadError(wanted.path, "denied", f"cannot be read ({reply}); check the credentials")
+    if isinstance(reply, IsADirectoryError):
+        return _folder_error(wanted.path)
+    if isinstance(reply, BaseException):
+        return ReadError(wanted.path, "io", f"cannot be read ({type(reply).__name__}: {reply})")
+    data = bytes(reply)
+    if wanted.start == 0 and wanted.end is None:
+        return data
+    size = wanted.size
+    stop = wanted.end if size is None or wanted.end is None else min(wanted.end, size)
+    if stop is None:
+        stop = size
+    if stop is None or len(data) == max(0, stop - wanted.start):
+        return data
+    if size is not None and len(data) == size:
+        return data[wanted.start : wanted.end]  # the server ignored the range: cut it here
+    return ReadError(
+        wanted.path,
+        "io",
+        f"answered a request for bytes {wanted.start}-{stop} with {len(data)} bytes; "
+        "the store (or a proxy before it) mangles ranged reads",
+    )
+
+
+def _mtime(info: dict[str, Any]) -> float | None:
+    for key in ("mtime", "LastModified", "updated", "last_modified", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, (int, float)):
+            return float(value)
+        timestamp = getattr(value, "timestamp", None)
+        if timestamp is not None:
+            return float(timestamp())
+        if isinstance(value, str):
+            from datetime import datetime
+
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
+
+
+def _folder_error(path: str) -> ReadError:
+    return ReadError(
+        path, "folder", "is a folder, not a file; remove it or put the real file there"
+    )
+
+
+def _os_error(path: str, exc: OSError) -> ReadError:
+    if isinstance(exc, FileNotFoundError):
+        if os.path.islink(path):
+            return ReadError(
+                path,
+                "missing",
+                f"is a symlink to {os.readlink(path)}, which is missing; "
+                "restore the target or remove the link",
+            )
+        return ReadError(
+            path, "missing", "does not exist (the save is incomplete, or it was deleted)"
+        )
+    if isinstance(exc, IsADirectoryError):
+        return _folder_error(path)
+    if isinstance(exc, NotADirectoryError):
+        return ReadError(path, "not_dir", "is a file, not a folder")
+    if exc.errno == errno.ELOOP:
+        return ReadError(path, "loop", "is a symlink loop; point it at the real file or remove it")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return ReadError(path, "denied", f"cannot be read ({exc.strerror}); check its permissions")
+    return ReadError(path, "io", f"cannot be read ({exc.strerror}); {_LFS_LIMIT_NOTE}")
+
+
+_LOCAL = LocalStorage()
+_REMOTE: dict[str, RemoteStorage] = {}
+_REMOTE_LOCK = threading.Lock()
+
+
+def for_path(path: str) -> Storage:
+    """Return the storage that reads `path`: local unless it is a URL. Raises UsageError naming
+    the pip command when the URL needs fsspec (or its filesystem) and it is not installed."""
+    match = _URL.match(path)
+    if match is None:
+        return _LOCAL
+    protocol = match.group(1)
+    with _REMOTE_LOCK:
+        if protocol not in _REMOTE:
+            _REMOTE[protocol] = RemoteStorage(_filesystem(protocol, path), protocol)
+        return _REMOTE[protocol]
+
+
+def _filesystem(protocol: str, url: str) -> Any:
+    try:
+        import fsspec
+    except ImportError as exc:
+        raise UsageError(
+            f"{url}: reading a URL needs the remote extra; run: {REMOTE_INSTALL}"
+        ) from exc
+    try:
+        return fsspec.filesystem(protocol)
+    except ValueError as exc:  # fsspec: "Protocol not known"
+        raise UsageError(f"{url}: {exc}; give a local path or an fsspec URL") from exc
+    except ImportError as exc:  # fsspec knows the protocol, its package is missing
+        raise UsageError(
+            f"{url}: reading {protocol}:// needs a package that is not installed ({exc}); "
+            f"run: {REMOTE_INSTALL}"
+        ) from exc
+
+
+def traffic(paths: Iterable[str]) -> Traffic:
+    """Return the requests and bytes read so far from the remote stores of `paths`."""
+    total = Traffic()
+    protocols = {m.group(1) for p in paths if (m := _URL.match(p)) is not None}
+    for protocol in protocols:
+        storage = _REMOTE.get(protocol)
+        if storage is not None:
+            total.add(storage.traffic.requests, storage.traffic.bytes)
+    return total
