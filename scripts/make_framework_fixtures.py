@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Write one run of each supported training framework with its real writer, weights replaced.
+
+    python3 scripts/make_framework_fixtures.py fixtures/frameworks
+
+- hf_tensorboard/: a Trainer run logged by its TensorBoardCallback (report_to="tensorboard"),
+  stopped at step 70 and resumed from checkpoint-50, so its history is split across two
+  runs/<date>_<host>/ folders and steps 60 and 70 are logged twice. Its trainer_state.json
+  files are removed afterwards: the event files are the only history, as when only the
+  weights and the TensorBoard logs were kept.
+- llamafactory/: the same kind of Trainer run with LLaMA-Factory's LogCallback writer (its
+  `on_log`, reproduced below line for line), trainer_state.json files removed likewise.
+- mlflow_sqlite/mlflow.db: a Trainer run logged by its MLflowCallback into MLflow's SQLite
+  store (the tracking URI `sqlite:///mlflow.db`).
+- lightning/lightning_logs/version_0/: a LightningModule fitted with CSVLogger (metrics.csv)
+  and ModelCheckpoint (top 3 on val_loss, every epoch's save, save_last) into the same
+  folder, which gives `-v1` names; lightning_tb/lightning_logs/version_0/ the same fit with
+  TensorBoardLogger; mlflow_files/mlruns/ the same fit with MLFlowLogger's file store.
+
+Every .ckpt and weight file is replaced by a 16-byte placeholder: the auditor takes steps
+from the file names and never opens a checkpoint.
+
+Needs torch==2.13.0, transformers==5.23.0, accelerate==1.15.0, lightning, tensorboardX,
+mlflow-skinny (with sqlalchemy and alembic for the SQLite store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+from make_evidence_fixtures import settings  # noqa: E402
+from make_real_overfit_fixture import make_data  # noqa: E402
+
+PLACEHOLDER = b"weights removed\n"
+#: LLaMA-Factory's extras/constants.py
+TRAINER_LOG = "trainer_log.jsonl"
+
+
+def llamafactory_log_callback() -> Any:
+    """Return LLaMA-Factory's LogCallback, reduced to what writes trainer_log.jsonl (its
+    `_timing`, `_write_log` and `on_log`, as in src/llamafactory/train/callbacks.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transformers import TrainerCallback
+
+    class LogCallback(TrainerCallback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.start_time = 0.0
+            self.cur_steps = 0
+            self.max_steps = 0
+            self.elapsed_time = ""
+            self.remaining_time = ""
+            self.thread_pool: ThreadPoolExecutor | None = None
+
+        def _timing(self, cur_steps: int) -> None:
+            cur_time = time.time()
+            elapsed_time = cur_time - self.start_time
+            avg_time_per_step = elapsed_time / cur_steps if cur_steps != 0 else 0
+            remaining_time = (self.max_steps - cur_steps) * avg_time_per_step
+            self.cur_steps = cur_steps
+            self.elapsed_time = str(timedelta(seconds=int(elapsed_time)))
+            self.remaining_time = str(timedelta(seconds=int(remaining_time)))
+
+        def _write_log(self, output_dir: str, logs: dict[str, Any]) -> None:
+            with open(os.path.join(output_dir, TRAINER_LOG), "a", encoding="utf-8") as f:
+                f.write(json.dumps(logs) + "\n")
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if args.should_save:
+                self.start_time = time.time()
+                self.cur_steps = 0
+                self.max_steps = state.max_steps
+                os.makedirs(args.output_dir, exist_ok=True)
+                self.thread_pool = ThreadPoolExecutor(max_workers=1)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.thread_pool is not None:
+                self.thread_pool.shutdown(wait=True)
+                self.thread_pool = None
+
+        def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if not args.should_save:
+                return
+            self._timing(cur_steps=state.global_step)
+            logs = dict(
+                current_steps=self.cur_steps,
+                total_steps=self.max_steps,
+                loss=state.log_history[-1].get("loss"),
+                eval_loss=state.log_history[-1].get("eval_loss"),
+                predict_loss=state.log_history[-1].get("predict_loss"),
+                reward=state.log_history[-1].get("reward"),
+                accuracy=state.log_history[-1].get("rewards/accuracies"),
+                lr=state.log_history[-1].get("learning_rate"),
+                epoch=state.log_history[-1].get("epoch"),
+                percentage=round(self.cur_steps / self.max_steps * 100, 2)
+                if self.max_steps != 0
+                else 100,
+                elapsed_time=self.elapsed_time,
+                remaining_time=self.remaining_time,
+            )
+            if state.num_input_tokens_seen:
+                logs["throughput"] = round(
+                    state.num_input_tokens_seen / (time.time() - self.start_time), 2
+                )
+                logs["total_tokens"] = state.num_input_tokens_seen
+            logs = {k: v for k, v in logs.items() if v is not None}
+            if self.thread_pool is not None:
+                self.thread_pool.submit(self._write_log, args.output_dir, logs)
+
+    return LogCallback()
+
+
+def trainer_run(
+    out: Path, seed: int, report_to: list[str], callbacks: list[Any], stop_at: int | None = None
+) -> None:
+    """Train a tiny GPT-2 into `out` (relative output_dir, as the bundled examples); with
+    `stop_at`, stop there and resume from the checkpoint two saves earlier."""
+    import torch
+    import transformers
+
+    torch.set_num_threads(1)
+    args = settings(seed=seed)
+    train_set, eval_set = make_data(args)
+
+    class StopAt(transformers.TrainerCallback):  # type: ignore[misc]
+        def on_save(self, a: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if stop_at is not None and state.global_step >= stop_at:
+                control.should_training_stop = True
+
+    def make(extra: list[Any]) -> Any:
+        torch.manual_seed(args.seed)
+        model = transformers.GPT2LMHeadModel(
+            transformers.GPT2Config(
+                vocab_size=args.vocab, n_positions=args.length, n_embd=16, n_layer=1, n_head=2
+            )
+        )
+        training_args = transformers.TrainingArguments(
+            output_dir=out.name,
+            max_steps=args.steps,
+            per_device_train_batch_size=4,
+            per_device_eval_batch_size=32,
+            learning_rate=args.lr,
+            eval_strategy="steps",
+            eval_steps=args.every,
+            save_steps=args.every,
+            logging_steps=args.logging_steps,
+            load_best_model_at_end=True,
+            metric_for_best_model="eval_loss",
+            save_total_limit=6,
+            use_cpu=True,
+            report_to=report_to,
+            disable_tqdm=True,
+            seed=args.seed,
+        )
+        return transformers.Trainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            callbacks=[*callbacks, *extra],
+        )
+
+    here = os.getcwd()
+    os.chdir(out.parent)
+    try:
+        if stop_at is None:
+            make([]).train()
+        else:
+            make([StopAt()]).train()
+            time.sleep(1.1)  # the resumed run's runs/<date>_<host>/ folder name has seconds
+            resume = f"{out.name}/checkpoint-{stop_at - 2 * args.every}"
+            make([]).train(resume_from_checkpoint=resume)
+    finally:
+        os.chdir(here)
+
+
+def replace_weights(root: Path) -> None:
+    """Replace every weight, optimizer and checkpoint file below `root` by a placeholder."""
+    for path in root.rglob("*"):
+        if path.is_file() and (
+            path.suffix in (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+            or path.name in ("optimizer.pt", "scheduler.pt", "rng_state.pth")
+        ):
+            path.write_bytes(PLACEHOLDER)
+
+
+def drop_trainer_states(run: Path) -> None:
+    for path in run.rglob("trainer_state.json"):
+        path.unlink()
+
+
+def lightning_fit(root: Path, logger_kind: str) -> None:
+    """Fit a tiny LightningModule into `root` with one logger kind (csv, tensorboard,
+    mlflow); ModelCheckpoint writes into the logger's version folder."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
+
+    torch.set_num_threads(1)
+    L.seed_everything(0, workers=True)
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.randn(8, 1, generator=generator)
+    x_train = torch.randn(32, 8, generator=generator)
+    y_train = x_train @ weights + torch.randn(32, 1, generator=generator)
+    x_val = torch.randn(64, 8, generator=generator)
+    y_val = x_val @ weights + torch.randn(64, 1, generator=generator)
+
+    class Regression(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.save_hyperparameters({"hidden": 64, "lr": 0.03})
+            self.net = torch.nn.Sequential(
+                torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1)
+            )
+
+        def training_step(self, batch: Any, index: int) -> Any:
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self.net(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def validation_step(self, batch: Any, index: int) -> None:
+            x, y = batch
+            prediction = self.net(x)
+            self.log("val_loss", torch.nn.functional.mse_loss(prediction, y))
+            self.log("val_mae", (prediction - y).abs().mean())
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.Adam(self.parameters(), lr=0.03)
+
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x_train, y_train), batch_size=4, shuffle=True
+    )
+    val_loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x_val, y_val), batch_size=64
+    )
+    logger: Any
+    if logger_kind == "csv":
+        logger = CSVLogger(str(root), name="lightning_logs")
+    elif logger_kind == "tensorboard":
+        logger = TensorBoardLogger(str(root), name="lightning_logs")
+    else:
+        # MLflow 3 refuses its file store unless told: the format is kept for existing runs.
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+        logger = MLFlowLogger(
+            experiment_name="lightning", tracking_uri=f"file:{root / 'mlruns'}", run_name="fit"
+        )
+    checkpoints = [
+        ModelCheckpoint(monitor="val_loss", save_top_k=3, save_last=True),
+        ModelCheckpoint(save_top_k=-1, every_n_epochs=2),
+    ]
+    trainer = L.Trainer(
+        max_epochs=12,
+        logger=logger,
+        callbacks=checkpoints,
+        log_every_n_steps=2,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        deterministic=True,
+    )
+    trainer.fit(Regression(), loader, val_loader)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, help="folder to write the runs into")
+    options = parser.parse_args(argv)
+    root = options.root.resolve()
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+
+    (root / "hf_tensorboard").mkdir()
+    trainer_run(root / "hf_tensorboard" / "out", 3, ["tensorboard"], [], stop_at=70)
+    run = root / "hf_tensorboard" / "out"
+    drop_trainer_states(run)
+    replace_weights(run)
+
+    (root / "llamafactory").mkdir()
+    trainer_run(root / "llamafactory" / "out", 4, [], [llamafactory_log_callback()])
+    run = root / "llamafactory" / "out"
+    drop_trainer_states(run)
+    replace_weights(run)
+
+    sqlite_dir = root / "mlflow_sqlite"
+    sqlite_dir.mkdir()
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{sqlite_dir / 'mlflow.db'}"
+    os.environ["MLFLOW_EXPERIMENT_NAME"] = "trainer"
+    scratch = root / "scratch"
+    scratch.mkdir()
+    trainer_run(scratch / "out", 5, ["mlflow"], [])
+    shutil.rmtree(scratch)
+    del os.environ["MLFLOW_TRACKING_URI"]
+
+    lightning_fit(root / "lightning", "csv")
+    lightning_fit(root / "lightning_tb", "tensorboard")
+    lightning_fit(root / "mlflow_files", "mlflow")
+    # MLFlowLogger saves its checkpoints beside mlruns/, in a folder of their own.
+    replace_weights(root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
