@@ -32,7 +32,7 @@ def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResu
     the evaluation curves a later `judge_deploy` needs."""
     digest = record.digest
     trainer_best, trainer_warning = _trainer_best(record)
-    trainer_metric = _trainer_metric(record, digest, trainer_best)
+    trainer_metric = record.trainer_metric or _trainer_metric(record, digest, trainer_best)
     history = pair_digest(digest, config.eval_key, config.train_loss, curves, trainer_metric)
     warnings = list(record.warnings) + list(history.warnings)
     rows = _rows(record, history, config)

@@ -40,6 +40,9 @@ class Config:
     #: "last": the last logged train loss at or before the eval step (SPEC);
     #: "mean": the mean of the train losses logged since the previous evaluation.
     train_loss: str = "last"
+    #: The logged key of the train loss in runs of other frameworks (Lightning, MLflow);
+    #: None: the first of loss, train_loss, train_loss_step, train/loss, train_loss_epoch.
+    train_key: str | None = None
     #: How many times the eval noise the eval-only pick's lower eval loss must exceed to count
     #: as evidence against the flag; None: no noise check (SPEC v2 section 4).
     noise_k: float | None = 2.0
@@ -124,6 +127,11 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "config") -> Conf
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f"{source}: 'eval_key' must be a key name such as eval_loss")
         kwargs["eval_key"] = value
+    if "train_key" in data:
+        value = data["train_key"]
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{source}: 'train_key' must be a key name such as train_loss")
+        kwargs["train_key"] = value
     if "train_loss" in data:
         value = data["train_loss"]
         if value not in TRAIN_LOSS_PAIRINGS:
@@ -241,6 +249,8 @@ _COMMENTS = {
     "own selection loss, else the run's only eval_<name>_loss.",
     "train_loss": "Train loss paired with an evaluation: last (the last logged at or before\n"
     "its step) or mean (the mean of those logged since the previous evaluation).",
+    "train_key": "Logged key of the train loss in Lightning and MLflow runs; null: the first\n"
+    "of loss, train_loss, train_loss_step, train/loss, train_loss_epoch the run logs.",
     "fail_on": "Verdicts that fail `ckpt-audit check` (exit 1): any of overfit, differs,\n"
     "no_candidates (a run that could not be judged).",
     "allow_unreadable": "Let `check` pass runs that cannot be read (it fails closed by default).",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .errors import UsageError
 
@@ -41,6 +41,8 @@ class RunLocation(NamedTuple):
     notes: tuple[str, ...] = ()
     #: Why this path given by the user is no run (a stray file): reported as an unreadable run.
     refused: str | None = None
+    #: The `auditor.sources.Found` of a run another framework wrote (Lightning, MLflow...).
+    found: Any = None
 
 
 class _Listing(NamedTuple):
@@ -68,13 +70,18 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[RunLocation]:
         if os.path.isfile(path):
             # A stray file among many paths (`scan outputs/*` with a README.md) is a row that
             # says so, never the end of the scan.
-            refused = (
-                None
-                if path.endswith(".json")
-                else "is not a folder or a trainer_state.json; give a training output folder, "
-                "a checkpoint folder or a trainer_state.json"
-            )
-            found = [RunLocation(path, path, history_only=True, refused=refused)]
+            framework = _framework_file(path)
+            if framework is not None:
+                found = [framework]
+            else:
+                refused = (
+                    None
+                    if path.endswith(".json")
+                    else "is not a folder or a trainer_state.json; give a training output "
+                    "folder, a checkpoint folder, a trainer_state.json, an mlflow.db or a "
+                    "trainer_log.jsonl"
+                )
+                found = [RunLocation(path, path, history_only=True, refused=refused)]
         elif os.path.isdir(path):
             name = os.path.basename(os.path.normpath(path))
             if checkpoint_step(name) is not None or name == LAST_CHECKPOINT:
@@ -174,6 +181,7 @@ def _walk(root: str, seen_dirs: set[tuple[int, int]]) -> list[RunLocation]:
         listing = _list(folder)
         if listing is None:
             continue
+        subfolders = listing.subfolders
         if listing.checkpoints or listing.state_file is not None:
             runs.append(
                 RunLocation(
@@ -183,6 +191,31 @@ def _walk(root: str, seen_dirs: set[tuple[int, int]]) -> list[RunLocation]:
                     notes=tuple(listing.notes),
                 )
             )
-        stack.extend(reversed(listing.subfolders))
+        else:
+            framework = _framework_folder(folder)
+            if framework is not None:
+                runs.append(framework)
+                owned = {os.path.join(folder, name) for name in framework.found.owned}
+                subfolders = [s for s in subfolders if s not in owned]
+        stack.extend(reversed(subfolders))
     runs.sort(key=lambda r: r.run_dir)
     return runs
+
+
+def _framework_folder(folder: str) -> RunLocation | None:
+    """Return the run of another framework that `folder` is (Lightning, MLflow...), if any."""
+    from .sources.wiring import find_run
+
+    found = find_run(folder)
+    if found is None:
+        return None
+    return RunLocation(found.run_dir, None, found.history_only, found.notes, found)
+
+
+def _framework_file(path: str) -> RunLocation | None:
+    from .sources.wiring import find_file
+
+    found = find_file(path)
+    if found is None:
+        return None
+    return RunLocation(found.run_dir, None, found.history_only, found.notes, found)

@@ -59,6 +59,8 @@ class RunRecord(NamedTuple):
     trainings: int = 1
     #: Steps whose checkpoint folder now holds another training's files.
     overwritten: frozenset[int] = frozenset()
+    #: The key the Trainer selected its best on, when a file records it (metric_for_best_model).
+    trainer_metric: str | None = None
 
     @property
     def digest(self) -> Digest:

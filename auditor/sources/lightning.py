@@ -209,4 +209,5 @@ class LightningSource:
         return [read_run(storage, found.run_dir, keys or KeyMap())]
 
 
-SOURCE = register(LightningSource())
+SOURCE = LightningSource()
+register(SOURCE)

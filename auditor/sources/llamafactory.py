@@ -128,4 +128,5 @@ class LlamaFactorySource:
         return [read_run(storage, found.run_dir)]
 
 
-SOURCE = register(LlamaFactorySource())
+SOURCE = LlamaFactorySource()
+register(SOURCE)

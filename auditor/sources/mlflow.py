@@ -26,9 +26,6 @@ _SETTINGS_PARAMS = (
     "load_best_model_at_end",
     "save_total_limit",
 )
-_HISTORY_ONLY = (
-    "MLflow records no checkpoint files for this run: the picks come from its metrics alone"
-)
 
 
 def _arguments(params: dict[str, str]) -> dict[str, Any]:
@@ -75,8 +72,6 @@ def _record(
         grouped = shift(grouped)
     history, key_warnings = to_history(grouped, keys)
     best, settings = best_and_settings(_arguments(params))
-    if not checkpoints:
-        warnings.append(_HISTORY_ONLY)
     return RunRecord(
         run_dir=run_dir,
         source=NAME,
@@ -263,4 +258,5 @@ class MlflowSource:
         return [read_file_store_run(storage, path, keys or KeyMap())]
 
 
-SOURCE = register(MlflowSource())
+SOURCE = MlflowSource()
+register(SOURCE)

@@ -210,4 +210,5 @@ class TensorBoardSource:
         return [read_trainer_run(storage, found.run_dir)]
 
 
-SOURCE = register(TensorBoardSource())
+SOURCE = TensorBoardSource()
+register(SOURCE)
