@@ -90,7 +90,10 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[RunLocation]:
             else:
                 found = _walk(path, seen_dirs)
         else:
-            raise UsageError(f"{path}: no such file or folder")
+            framework = _framework_file(path)
+            if framework is None:
+                raise UsageError(f"{path}: no such file or folder")
+            found = [framework]
         for run in found:
             key = os.path.realpath(run.run_dir)
             if key not in seen_runs:

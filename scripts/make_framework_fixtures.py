@@ -7,7 +7,7 @@
   stopped at step 70 and resumed from checkpoint-50, so its history is split across two
   runs/<date>_<host>/ folders and steps 60 and 70 are logged twice. Its trainer_state.json
   files are removed afterwards: the event files are the only history, as when only the
-  weights and the TensorBoard logs were kept.
+  weights and the TensorBoard logs were kept. The first seed whose picks differ is kept.
 - llamafactory/: the same kind of Trainer run with LLaMA-Factory's LogCallback writer (its
   `on_log`, reproduced below line for line), trainer_state.json files removed likewise.
 - mlflow_sqlite/mlflow.db: a Trainer run logged by its MLflowCallback into MLflow's SQLite
@@ -16,6 +16,9 @@
   and ModelCheckpoint (top 3 on val_loss, every epoch's save, save_last) into the same
   folder, which gives `-v1` names; lightning_tb/lightning_logs/version_0/ the same fit with
   TensorBoardLogger; mlflow_files/mlruns/ the same fit with MLFlowLogger's file store.
+
+The newest trainer_state.json of each Trainer run is kept beside it as
+trainer_state.reference.json (a name the auditor does not read) for the tests.
 
 Every .ckpt and weight file is replaced by a 16-byte placeholder: the auditor takes steps
 from the file names and never opens a checkpoint.
@@ -37,7 +40,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
+
+import auditor  # noqa: E402
 
 from make_evidence_fixtures import settings  # noqa: E402
 from make_real_overfit_fixture import make_data  # noqa: E402
@@ -196,7 +202,13 @@ def replace_weights(root: Path) -> None:
 
 
 def drop_trainer_states(run: Path) -> None:
-    for path in run.rglob("trainer_state.json"):
+    """Remove the run's trainer_state.json files, keeping the newest beside the run as
+    trainer_state.reference.json: the tests compare the other writer's history with it."""
+    states = sorted(
+        run.rglob("trainer_state.json"), key=lambda p: json.loads(p.read_text())["global_step"]
+    )
+    shutil.copy(states[-1], run.parent / "trainer_state.reference.json")
+    for path in states:
         path.unlink()
 
 
@@ -283,10 +295,18 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root)
     root.mkdir(parents=True)
 
-    (root / "hf_tensorboard").mkdir()
-    trainer_run(root / "hf_tensorboard" / "out", 3, ["tensorboard"], [], stop_at=70)
+    # The first seed whose picks differ, so the report shows the evidence for this source too.
     run = root / "hf_tensorboard" / "out"
-    drop_trainer_states(run)
+    for seed in range(3, 30):
+        if run.parent.exists():
+            shutil.rmtree(run.parent)
+        run.parent.mkdir()
+        trainer_run(run, seed, ["tensorboard"], [], stop_at=70)
+        drop_trainer_states(run)
+        (audited,) = auditor.audit(run).runs
+        print(f"hf_tensorboard: seed {seed}: {audited.verdict}", flush=True)
+        if audited.verdict != "agree":
+            break
     replace_weights(run)
 
     (root / "llamafactory").mkdir()
@@ -302,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     scratch = root / "scratch"
     scratch.mkdir()
     trainer_run(scratch / "out", 5, ["mlflow"], [])
+    drop_trainer_states(scratch / "out")
+    shutil.move(scratch / "trainer_state.reference.json", sqlite_dir)
     shutil.rmtree(scratch)
     del os.environ["MLFLOW_TRACKING_URI"]
 

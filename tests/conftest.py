@@ -12,6 +12,8 @@ import yaml
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EXAMPLES = FIXTURES / "examples"
+#: One run of each other training framework, written by its own writer.
+FRAMEWORKS = FIXTURES / "frameworks"
 
 
 def drop_evaluations(run: Path) -> Path:

@@ -14,7 +14,7 @@ from auditor import read, skim
 from auditor.discover import discover
 from auditor.read import load_state, read_run
 from auditor.skim import parse_entries, read_ends
-from conftest import FIXTURES
+from conftest import FIXTURES, FRAMEWORKS
 
 STATE = "trainer_state.json"
 ALL_STATE_FILES = sorted(FIXTURES.rglob(STATE))
@@ -52,7 +52,14 @@ def skim_state(path: str) -> SimpleNamespace | None:
 
 
 def records(path: Path) -> list[read.RunRecord]:
-    return [record for location in discover([str(path)]) for record in read_run(location)]
+    """Return the records of the Trainer runs below `path` that keep a trainer_state.json
+    (the runs of other frameworks under fixtures/frameworks are read by their sources)."""
+    return [
+        record
+        for location in discover([str(path)])
+        if location.found is None and FRAMEWORKS not in Path(location.run_dir).parents
+        for record in read_run(location)
+    ]
 
 
 def _big_enough(path: Path) -> bool:

@@ -3,8 +3,6 @@ steps of ModelCheckpoint's files from their names (a .ckpt is a pickle: never op
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -73,9 +71,13 @@ def read_metrics_csv(data: bytes, path: str) -> tuple[Rows, list[str]]:
 
     Rows are sparse (a cell is empty where a key was not logged); CSVLogger rewrites the
     whole file with a wider header when a new key appears, so the header is the first line.
-    A torn last row is skipped with a warning; cells that are no number are skipped and
-    counted; a row of the wrong width elsewhere means the file is damaged (StateFileError).
+    A torn last row (no line break after it) is skipped with a warning; cells that are not
+    numbers are skipped and counted; a row of the wrong width means the file is damaged
+    (StateFileError).
     """
+    import csv  # only for Lightning runs: a Trainer audit does not load it
+    import io
+
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -95,15 +97,15 @@ def read_metrics_csv(data: bytes, path: str) -> tuple[Rows, list[str]]:
     rows: Rows = []
     warnings: list[str] = []
     bad_cells = 0
-    torn_tail = not text.endswith("\n")
+    if not text.endswith("\n") and body:
+        # CSVLogger ends every row with a line break: a row without one was cut mid-write,
+        # even when its cells look whole (a number cut short is still a number).
+        body = body[:-1]
+        warnings.append(
+            f"{path}: the last row is torn (the writer was stopped); the rows before it are used"
+        )
     for index, cells in enumerate(body):
         if len(cells) != len(header):
-            if index == len(body) - 1 and torn_tail:
-                warnings.append(
-                    f"{path}: the last row is torn (the writer was stopped); the rows before "
-                    "it are used"
-                )
-                break
             raise StateFileError(
                 path,
                 f"row {index + 2} has {len(cells)} cells for {len(header)} columns; the file "
@@ -125,9 +127,7 @@ def read_metrics_csv(data: bytes, path: str) -> tuple[Rows, list[str]]:
         if row:
             rows.append((int(step), row))
     if bad_cells:
-        warnings.append(
-            f"{path}: {bad_cells} cell{'s' if bad_cells > 1 else ''} that are no number skipped"
-        )
+        warnings.append(f"{path}: cells that are not numbers skipped: {bad_cells}")
     return rows, warnings
 
 

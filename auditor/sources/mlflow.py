@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import StateFileError
-from ..storage import Entry, Storage, is_url, join
+from ..storage import Entry, Storage, basename, is_url, join, parent
 from . import Folder, Found, RunRecord, register
 from .lightning import CHECKPOINT_FOLDER, list_checkpoints, shift
 from .logged import KeyMap, number, to_history
@@ -115,16 +115,20 @@ def _query(
         ) from exc
 
 
-def read_database(storage: Storage, path: str, keys: KeyMap) -> list[RunRecord]:
-    """Return every run of the SQLite store at `path` that is not deleted, oldest first. Its
-    runs report as <path>/<run id>; MLflow keeps no checkpoint files the auditor can match,
-    so every evaluated step is a candidate."""
+def read_database(
+    storage: Storage, path: str, keys: KeyMap, only: str | None = None
+) -> list[RunRecord]:
+    """Return every run of the SQLite store at `path` that is not deleted, oldest first (or
+    only the run whose id is `only`). Its runs report as <path>/<run id>; MLflow keeps no
+    checkpoint files the auditor can match, so every evaluated step is a candidate."""
     with closing(_connect(storage, path)) as connection:
         runs = _query(
             connection,
             path,
-            "SELECT run_uuid FROM runs WHERE lifecycle_stage IS NULL "
-            "OR lifecycle_stage != 'deleted' ORDER BY start_time, run_uuid",
+            "SELECT run_uuid FROM runs WHERE (lifecycle_stage IS NULL "
+            "OR lifecycle_stage != 'deleted') AND (? IS NULL OR run_uuid = ?) "
+            "ORDER BY start_time, run_uuid",
+            (only, only),
         )
         records = []
         for (run_uuid,) in runs:
@@ -155,8 +159,28 @@ def read_database(storage: Storage, path: str, keys: KeyMap) -> list[RunRecord]:
                 )
             )
     if not records:
+        if only is not None:
+            raise StateFileError(
+                path,
+                f"holds no run {only}; `ckpt-audit scan` of its folder lists the runs it holds",
+            )
         raise StateFileError(path, "holds no MLflow run: nothing to audit")
     return records
+
+
+def find_database_run(storage: Storage, path: str) -> Found | None:
+    """Return the run that `path` names when it is <folder>/mlflow.db/<run id> (how the
+    audit reports a run of the SQLite store), else None."""
+    database = parent(path)
+    if basename(database) != DATABASE:
+        return None
+    try:
+        entry = storage.stat(database)
+    except StateFileError:
+        return None
+    if entry.is_dir:
+        return None
+    return Found(NAME, path, history_only=True, detail=("sqlite", database, basename(path)))
 
 
 def _metric_lines(
@@ -252,9 +276,9 @@ class MlflowSource:
         return Found(NAME, entry.path, history_only=True, detail=("sqlite", entry.path))
 
     def read(self, found: Found, storage: Storage, keys: Any = None) -> list[RunRecord]:
-        kind, path = found.detail
+        kind, path, *only = found.detail
         if kind == "sqlite":
-            return read_database(storage, path, keys or KeyMap())
+            return read_database(storage, path, keys or KeyMap(), *only)
         return [read_file_store_run(storage, path, keys or KeyMap())]
 
 

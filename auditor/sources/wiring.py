@@ -35,8 +35,13 @@ def find_run(path: str) -> Found | None:
 
 
 def find_file(path: str) -> Found | None:
-    """Return the run a file given alone is (an mlflow.db, a trainer_log.jsonl), else None."""
-    entry = for_path(path).stat(path)
+    """Return the run a file given alone is (an mlflow.db, a trainer_log.jsonl), or that a
+    path names inside an mlflow.db (<folder>/mlflow.db/<run id>), else None."""
+    storage = for_path(path)
+    try:
+        entry = storage.stat(path)
+    except StateFileError:
+        return mlflow.find_database_run(storage, path)
     for source in FRAMEWORKS:
         found = source.find_file(entry)
         if found is not None:
