@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-import sqlite3
 from contextlib import closing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ..errors import StateFileError
@@ -15,6 +14,9 @@ from . import Folder, Found, RunRecord, register
 from .lightning import CHECKPOINT_FOLDER, list_checkpoints, shift
 from .logged import KeyMap, number, to_history
 from .tensorboard import best_and_settings
+
+if TYPE_CHECKING:
+    import sqlite3
 
 NAME = "mlflow"
 DATABASE = "mlflow.db"
@@ -85,6 +87,8 @@ def _record(
 
 
 def _connect(storage: Storage, path: str) -> sqlite3.Connection:
+    import sqlite3  # only where an MLflow database is read
+
     if is_url(path):
         # sqlite reads files only: a remote database is read whole into memory.
         connection = sqlite3.connect(":memory:")
@@ -105,6 +109,8 @@ def _connect(storage: Storage, path: str) -> sqlite3.Connection:
 def _query(
     connection: sqlite3.Connection, path: str, sql: str, args: tuple[Any, ...] = ()
 ) -> list[tuple[Any, ...]]:
+    import sqlite3
+
     try:
         return connection.execute(sql, args).fetchall()
     except sqlite3.Error as exc:

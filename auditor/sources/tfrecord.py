@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterator
+from functools import cache
 from typing import NamedTuple
 
 from ..errors import StateFileError
@@ -12,6 +13,7 @@ from ..errors import StateFileError
 _TORN_FIX = "the writer was stopped mid-record; the records before it are used"
 
 
+@cache
 def _crc32c_table() -> tuple[int, ...]:
     table = []
     for byte in range(256):
@@ -22,13 +24,10 @@ def _crc32c_table() -> tuple[int, ...]:
     return tuple(table)
 
 
-_CRC_TABLE = _crc32c_table()
-
-
 def crc32c(data: bytes) -> int:
     """Return the CRC-32C (Castagnoli) of `data`, the checksum TFRecord frames carry."""
     crc = 0xFFFFFFFF
-    table = _CRC_TABLE
+    table = _crc32c_table()
     for byte in data:
         crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
