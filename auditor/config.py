@@ -43,6 +43,9 @@ class Config:
     #: The logged key of the train loss in runs of other frameworks (Lightning, MLflow);
     #: None: the first of loss, train_loss, train_loss_step, train/loss, train_loss_epoch.
     train_key: str | None = None
+    #: Where a Lightning run's .ckpt files are when ModelCheckpoint had a dirpath: relative to
+    #: the run's version_N/ folder, or absolute; None: version_N/checkpoints/.
+    checkpoint_dir: str | None = None
     #: How many times the eval noise the eval-only pick's lower eval loss must exceed to count
     #: as evidence against the flag; None: no noise check (SPEC v2 section 4).
     noise_k: float | None = 2.0
@@ -132,6 +135,13 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "config") -> Conf
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f"{source}: 'train_key' must be a key name such as train_loss")
         kwargs["train_key"] = value
+    if "checkpoint_dir" in data:
+        value = data["checkpoint_dir"]
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(
+                f"{source}: 'checkpoint_dir' must be a folder such as ../../checkpoints"
+            )
+        kwargs["checkpoint_dir"] = value
     if "train_loss" in data:
         value = data["train_loss"]
         if value not in TRAIN_LOSS_PAIRINGS:
@@ -251,6 +261,8 @@ _COMMENTS = {
     "its step) or mean (the mean of those logged since the previous evaluation).",
     "train_key": "Logged key of the train loss in Lightning and MLflow runs; null: the first\n"
     "of loss, train_loss, train_loss_step, train/loss, train_loss_epoch the run logs.",
+    "checkpoint_dir": "Folder of a Lightning run's .ckpt files when ModelCheckpoint had a\n"
+    "dirpath (relative to the run's version_N/ folder, or absolute); null: its checkpoints/.",
     "fail_on": "Verdicts that fail `ckpt-audit check` (exit 1): any of overfit, differs,\n"
     "no_candidates (a run that could not be judged).",
     "allow_unreadable": "Let `check` pass runs that cannot be read (it fails closed by default).",

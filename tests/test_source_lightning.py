@@ -107,3 +107,18 @@ def test_train_key_from_the_config():
     assert "eval_mae" not in run.eval_curves
     (missing,) = auditor.audit(CSV_RUN, config=Config(train_key="nope")).runs
     assert any("train key 'nope'" in w for w in missing.warnings)
+
+
+def test_checkpoints_in_a_configured_folder(copy_run, tmp_path):
+    run = copy_run("frameworks/lightning/lightning_logs/version_0", "version_0")
+    (run / "checkpoints").rename(tmp_path / "elsewhere")
+    (alone,) = auditor.audit(run).runs
+    assert alone.history_only
+    (placed,) = auditor.audit(run, config=Config(checkpoint_dir="../elsewhere")).runs
+    (original,) = auditor.audit(CSV_RUN).runs
+    assert not placed.history_only
+    assert [c.checkpoint for c in placed.checkpoints] == [
+        c.checkpoint for c in original.checkpoints
+    ]
+    (wrong,) = auditor.audit(run, config=Config(checkpoint_dir=str(tmp_path / "nope"))).runs
+    assert any("config checkpoint_dir" in w for w in wrong.warnings)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
 
 from ..errors import StateFileError
 from ..storage import Entry, Storage, join
@@ -148,9 +147,12 @@ def shift(rows: Iterable[tuple[int, dict[str, float]]]) -> Rows:
     return [(step + LOGGED_STEP_OFFSET, row) for step, row in rows]
 
 
-def read_run(storage: Storage, run_dir: str, keys: KeyMap) -> RunRecord:
+def read_run(
+    storage: Storage, run_dir: str, keys: KeyMap, checkpoint_dir: str | None = None
+) -> RunRecord:
     """Return the Lightning run logged in `run_dir` (a `version_N/` folder) with the
-    checkpoints of its checkpoints/ folder."""
+    checkpoints of `checkpoint_dir` (relative to `run_dir`, or absolute; default: its
+    checkpoints/ folder)."""
     entries = storage.listdir(run_dir)
     names = {e.name for e in entries}
     warnings: list[str] = []
@@ -168,7 +170,12 @@ def read_run(storage: Storage, run_dir: str, keys: KeyMap) -> RunRecord:
         rows = event_rows(files)
     history, key_warnings = to_history(shift(rows), keys)
     warnings.extend(key_warnings)
-    checkpoints, checkpoint_warnings = list_checkpoints(storage, join(run_dir, CHECKPOINT_FOLDER))
+    folder = join(run_dir, checkpoint_dir or CHECKPOINT_FOLDER)
+    checkpoints, checkpoint_warnings = list_checkpoints(storage, folder)
+    if checkpoint_dir and not checkpoints:
+        checkpoint_warnings.append(
+            f"no .ckpt file with step= in its name in {folder} (config checkpoint_dir)"
+        )
     warnings.extend(checkpoint_warnings)
     return RunRecord(
         run_dir=run_dir,
@@ -205,8 +212,14 @@ class LightningSource:
     def find_file(self, entry: Entry) -> Found | None:
         return None
 
-    def read(self, found: Found, storage: Storage, keys: Any = None) -> list[RunRecord]:
-        return [read_run(storage, found.run_dir, keys or KeyMap())]
+    def read(
+        self,
+        found: Found,
+        storage: Storage,
+        keys: KeyMap | None = None,
+        checkpoint_dir: str | None = None,
+    ) -> list[RunRecord]:
+        return [read_run(storage, found.run_dir, keys or KeyMap(), checkpoint_dir)]
 
 
 SOURCE = LightningSource()

@@ -56,7 +56,7 @@ def read_found(found: Found, config: Config) -> list[RunRecord]:
     keys = KeyMap(config.train_key)
     # Only these two map logged names to the Trainer's, with the config's train_key.
     if found.source == lightning.NAME:
-        records = lightning.SOURCE.read(found, storage, keys)
+        records = lightning.SOURCE.read(found, storage, keys, config.checkpoint_dir)
     elif found.source == mlflow.NAME:
         records = mlflow.SOURCE.read(found, storage, keys)
     else:
