@@ -55,13 +55,18 @@ def checkpoints_in(entries: Iterable[Entry]) -> tuple[list[Checkpoint], list[str
     return [Checkpoint(name, step) for step, name in sorted(found.items())], warnings
 
 
-def list_checkpoints(storage: Storage, folder: str) -> tuple[list[Checkpoint], list[str]]:
-    """Return the checkpoints in `folder` (see `checkpoints_in`); none when it is missing."""
+def list_checkpoints(
+    storage: Storage, run_dir: str, folder: str
+) -> tuple[list[Checkpoint], list[str]]:
+    """Return the checkpoints in `folder` of `run_dir` (see `checkpoints_in`), each named by
+    its path from the run's folder (`checkpoints/epoch=2-step=24.ckpt`), so that a report's
+    run/checkpoint is the file; none when the folder is missing."""
     try:
-        entries = storage.listdir(folder)
+        entries = storage.listdir(join(run_dir, folder))
     except StateFileError:
         return [], []
-    return checkpoints_in(entries)
+    found, warnings = checkpoints_in(entries)
+    return [c._replace(name=f"{folder}/{c.name}") for c in found], warnings
 
 
 def read_metrics_csv(data: bytes, path: str) -> tuple[Rows, list[str]]:
@@ -170,11 +175,12 @@ def read_run(
         rows = event_rows(files)
     history, key_warnings = to_history(shift(rows), keys)
     warnings.extend(key_warnings)
-    folder = join(run_dir, checkpoint_dir or CHECKPOINT_FOLDER)
-    checkpoints, checkpoint_warnings = list_checkpoints(storage, folder)
+    folder = checkpoint_dir or CHECKPOINT_FOLDER
+    checkpoints, checkpoint_warnings = list_checkpoints(storage, run_dir, folder)
     if checkpoint_dir and not checkpoints:
         checkpoint_warnings.append(
-            f"no .ckpt file with step= in its name in {folder} (config checkpoint_dir)"
+            f"no .ckpt file with step= in its name in {join(run_dir, folder)} "
+            "(config checkpoint_dir)"
         )
     warnings.extend(checkpoint_warnings)
     return RunRecord(

@@ -245,7 +245,7 @@ def read_file_store_run(storage: Storage, run_dir: str, keys: KeyMap) -> RunReco
         if entry.name in _SETTINGS_PARAMS and not entry.is_dir:
             params[entry.name] = storage.read(entry.path).decode("utf-8", "replace").strip()
     rows.sort(key=lambda r: (r[0], r[1]))
-    checkpoints, checkpoint_warnings = list_checkpoints(storage, join(run_dir, CHECKPOINT_FOLDER))
+    checkpoints, checkpoint_warnings = list_checkpoints(storage, run_dir, CHECKPOINT_FOLDER)
     return _record(
         run_dir,
         [(step, key, value) for _, step, key, value in rows],
