@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import auditor
 from auditor.pair import digest_history
@@ -74,3 +75,13 @@ def test_nan_and_wrong_types_as_the_trainer_source_treats_them(copy_run):
     assert any("NaN or infinite" in w for w in audited.warnings)
     assert any("non-numeric values ignored for loss" in w for w in audited.warnings)
     assert any("without a whole-number current_steps" in w for w in audited.warnings)
+
+
+def test_a_log_without_checkpoint_folders_is_a_history_only_run(copy_run):
+    run = copy_run("frameworks/llamafactory/out", "out")
+    for folder in run.glob("checkpoint-*"):
+        shutil.rmtree(folder)
+    (audited,) = auditor.audit(run).runs
+    assert audited.error is None and audited.history_only
+    (named,) = auditor.audit(run / "trainer_log.jsonl").runs
+    assert named.run_dir == str(run) and named.eval_only_pick == audited.eval_only_pick

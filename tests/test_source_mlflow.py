@@ -83,3 +83,11 @@ def test_a_torn_metric_line_is_a_warning_a_broken_one_an_error(tmp_path):
     (run,) = auditor.audit(store).runs
     assert run.verdict == "error"
     assert str(val_loss) in run.error and "line 2" in run.error
+
+
+def test_a_database_given_alone_and_one_run_of_it(tmp_path):
+    (whole,) = auditor.audit(DATABASE).runs
+    (one,) = auditor.audit(whole.run_dir).runs
+    assert one.run_dir == whole.run_dir and one.eval_only_pick == whole.eval_only_pick
+    missing = auditor.audit(str(DATABASE / "0123456789abcdef")).runs[0]
+    assert missing.verdict == "error" and "holds no run 0123456789abcdef" in missing.error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import struct
 from pathlib import Path
 
@@ -143,3 +144,16 @@ def test_a_trainer_run_with_both_files_takes_its_metric_from_the_args(tmp_path, 
     assert audited.error is None
     assert audited.trainer_metric == "eval_loss"
     assert not any("TensorBoard event files" in w for w in audited.warnings)
+
+
+def test_an_output_folder_with_runs_and_no_checkpoints_is_a_history_only_run(copy_run):
+    run = copy_run("frameworks/hf_tensorboard/out", "out")
+    newest = max(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    # What trainer.save_model() leaves in the output folder, then the checkpoints removed.
+    shutil.copy(newest / "config.json", run / "config.json")
+    for folder in run.glob("checkpoint-*"):
+        shutil.rmtree(folder)
+    (audited,) = auditor.audit(run).runs
+    assert audited.error is None and audited.history_only
+    evaluated = {e["step"] for e in trainer_history(_files(run)) if "eval_loss" in e}
+    assert audited.eval_only_pick.step in evaluated

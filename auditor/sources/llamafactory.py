@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from ..errors import StateFileError
-from ..storage import Entry, Storage, join
+from ..storage import Entry, Storage, join, parent
 from . import Checkpoint, Folder, Found, RunRecord, register
 
 NAME = "llamafactory"
@@ -121,8 +121,7 @@ class LlamaFactorySource:
     def find_file(self, entry: Entry) -> Found | None:
         if entry.name != LOG_FILE or entry.is_dir:
             return None
-        parent = entry.path[: -len(LOG_FILE)].rstrip("/\\") or "."
-        return Found(NAME, parent, history_only=True)
+        return Found(NAME, parent(entry.path) or ".", history_only=True)
 
     def read(self, found: Found, storage: Storage) -> list[RunRecord]:
         return [read_run(storage, found.run_dir)]
