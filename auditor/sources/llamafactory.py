@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import StateFileError
 from ..storage import Entry, Storage, join, parent
 from . import Checkpoint, Folder, Found, RunRecord, register
+from .tensorboard import trainer_owns
 
 NAME = "llamafactory"
 LOG_FILE = "trainer_log.jsonl"
@@ -107,14 +108,14 @@ def read_run(storage: Storage, run_dir: str, checkpoints: tuple[Checkpoint, ...]
 
 
 class LlamaFactorySource:
-    """A LLaMA-Factory output_dir without checkpoint folders or trainer_state.json (with
-    checkpoint folders it is a Trainer run, read from here only when no state is readable)."""
+    """A LLaMA-Factory output_dir without checkpoint folders or trainer_state.json (with them
+    it is a Trainer run, read from its log only when no state is readable)."""
 
     name = NAME
 
     def find(self, folder: Folder) -> Found | None:
         names = {e.name for e in folder.entries}
-        if LOG_FILE not in names or "trainer_state.json" in names:
+        if LOG_FILE not in names or trainer_owns(names):
             return None
         return Found(NAME, folder.path, history_only=True)
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from ..discover import LAST_CHECKPOINT, STATE_FILE, checkpoint_step
 from ..errors import StateFileError
 from ..storage import Range, Storage, join
 from . import Best, Folder, Found, RunRecord, Settings, register
@@ -189,6 +190,14 @@ def read_trainer_run(
     )
 
 
+def trainer_owns(names: set[str]) -> bool:
+    """Return True when a folder holding `names` is read as a Trainer run (a trainer_state.json
+    or checkpoint folders): its other histories are read only when no state is readable."""
+    return STATE_FILE in names or any(
+        n == LAST_CHECKPOINT or checkpoint_step(n) is not None for n in names
+    )
+
+
 class TensorBoardSource:
     """A Trainer output_dir whose only history is runs/ (report_to="tensorboard")."""
 
@@ -197,7 +206,7 @@ class TensorBoardSource:
     def find(self, folder: Folder) -> Found | None:
         names = {e.name for e in folder.entries}
         runs = folder.entry(RUNS_FOLDER)
-        if runs is None or not runs.is_dir or "trainer_state.json" in names:
+        if runs is None or not runs.is_dir or trainer_owns(names):
             return None
         if not names & _TRAINER_FILES:
             return None
