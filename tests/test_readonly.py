@@ -107,3 +107,21 @@ def test_pickles_beside_the_checkpoints_are_never_loaded(copy_run, tmp_path, mon
     assert audited.runs[0].verdict == "overfit"
     assert not marker.exists()
     assert "checkpoint-100/trainer_state.json is not UTF-8" in result.stderr
+
+
+def test_lightning_checkpoint_files_are_never_opened(copy_run, tmp_path, monkeypatch):
+    run = copy_run("frameworks/lightning/lightning_logs/version_0", "version_0")
+    marker = tmp_path / "UNPICKLED"
+    payload = pickle.dumps(Payload(marker))
+    for checkpoint in (run / "checkpoints").iterdir():
+        checkpoint.write_bytes(payload)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the auditor tried to unpickle something")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    (audited,) = auditor.audit(run).runs
+    assert audited.error is None and audited.eval_only_pick is not None
+    assert audited.eval_only_pick.checkpoint.endswith(".ckpt")
+    assert not marker.exists()
