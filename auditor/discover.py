@@ -212,7 +212,7 @@ def _framework_folder(folder: str) -> RunLocation | None:
     found = find_run(folder)
     if found is None:
         return None
-    return RunLocation(found.run_dir, None, found.history_only, found.notes, found)
+    return RunLocation(found.run_dir, None, found.history_only, found.notes, found=found)
 
 
 def _framework_file(path: str) -> RunLocation | None:
@@ -221,4 +221,4 @@ def _framework_file(path: str) -> RunLocation | None:
     found = find_file(path)
     if found is None:
         return None
-    return RunLocation(found.run_dir, None, found.history_only, found.notes, found)
+    return RunLocation(found.run_dir, None, found.history_only, found.notes, found=found)

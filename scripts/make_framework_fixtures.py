@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True)
 
     # The first seed whose picks differ, so the report shows the evidence for this source too.
-    run = root / "hf_tensorboard" / "out"
+    run = root / "hf_tensorboard" / "tb_output"
     for seed in range(3, 30):
         if run.parent.exists():
             shutil.rmtree(run.parent)
@@ -310,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     replace_weights(run)
 
     (root / "llamafactory").mkdir()
-    trainer_run(root / "llamafactory" / "out", 4, [], [llamafactory_log_callback()])
-    run = root / "llamafactory" / "out"
+    trainer_run(root / "llamafactory" / "lf_output", 4, [], [llamafactory_log_callback()])
+    run = root / "llamafactory" / "lf_output"
     drop_trainer_states(run)
     replace_weights(run)
 

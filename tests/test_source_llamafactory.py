@@ -10,7 +10,7 @@ from auditor.pair import digest_history
 from auditor.sources.llamafactory import parse_log
 from conftest import FRAMEWORKS
 
-RUN = FRAMEWORKS / "llamafactory" / "out"
+RUN = FRAMEWORKS / "llamafactory" / "lf_output"
 REFERENCE = FRAMEWORKS / "llamafactory" / "trainer_state.reference.json"
 
 
@@ -33,7 +33,7 @@ def test_the_audit_uses_the_log_when_no_trainer_state_is_readable():
 
 
 def test_a_readable_trainer_state_wins_over_the_log(copy_run):
-    run = copy_run("frameworks/llamafactory/out", "out")
+    run = copy_run("frameworks/llamafactory/lf_output", "out")
     (run / "trainer_state.json").write_text(REFERENCE.read_text())
     (audited,) = auditor.audit(run).runs
     assert not any("trainer_log.jsonl" in w for w in audited.warnings)
@@ -41,7 +41,7 @@ def test_a_readable_trainer_state_wins_over_the_log(copy_run):
 
 
 def test_a_torn_last_line_is_a_warning(copy_run):
-    run = copy_run("frameworks/llamafactory/out", "out")
+    run = copy_run("frameworks/llamafactory/lf_output", "out")
     log = run / "trainer_log.jsonl"
     log.write_text(log.read_text()[:-20])
     (audited,) = auditor.audit(run).runs
@@ -50,7 +50,7 @@ def test_a_torn_last_line_is_a_warning(copy_run):
 
 
 def test_a_broken_line_mid_file_is_an_error_naming_the_file_and_line(copy_run):
-    run = copy_run("frameworks/llamafactory/out", "out")
+    run = copy_run("frameworks/llamafactory/lf_output", "out")
     log = run / "trainer_log.jsonl"
     lines = log.read_text().splitlines()
     lines[2] = lines[2][:10]
@@ -61,7 +61,7 @@ def test_a_broken_line_mid_file_is_an_error_naming_the_file_and_line(copy_run):
 
 
 def test_nan_and_wrong_types_as_the_trainer_source_treats_them(copy_run):
-    run = copy_run("frameworks/llamafactory/out", "out")
+    run = copy_run("frameworks/llamafactory/lf_output", "out")
     log = run / "trainer_log.jsonl"
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     evals = [r for r in rows if "eval_loss" in r]
@@ -78,7 +78,7 @@ def test_nan_and_wrong_types_as_the_trainer_source_treats_them(copy_run):
 
 
 def test_a_log_without_checkpoint_folders_is_a_history_only_run(copy_run):
-    run = copy_run("frameworks/llamafactory/out", "out")
+    run = copy_run("frameworks/llamafactory/lf_output", "out")
     for folder in run.glob("checkpoint-*"):
         shutil.rmtree(folder)
     (audited,) = auditor.audit(run).runs

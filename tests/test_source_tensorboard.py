@@ -25,7 +25,7 @@ from auditor.storage import for_path
 from conftest import FRAMEWORKS
 
 FRAMEWORKS = FRAMEWORKS
-HF_RUN = FRAMEWORKS / "hf_tensorboard" / "out"
+HF_RUN = FRAMEWORKS / "hf_tensorboard" / "tb_output"
 REFERENCE = FRAMEWORKS / "hf_tensorboard" / "trainer_state.reference.json"
 
 
@@ -75,7 +75,7 @@ def test_the_audit_reads_the_run_from_its_event_files_alone():
 
 
 def _copy(tmp_path: Path, copy_run) -> tuple[Path, Path]:
-    run = copy_run("frameworks/hf_tensorboard/out", "out")
+    run = copy_run("frameworks/hf_tensorboard/tb_output", "out")
     newest = max(run.glob("runs/*/events.out.tfevents.*"), key=lambda p: p.parent.name)
     return run, newest
 
@@ -147,7 +147,7 @@ def test_a_trainer_run_with_both_files_takes_its_metric_from_the_args(tmp_path, 
 
 
 def test_an_output_folder_with_runs_and_no_checkpoints_is_a_history_only_run(copy_run):
-    run = copy_run("frameworks/hf_tensorboard/out", "out")
+    run = copy_run("frameworks/hf_tensorboard/tb_output", "out")
     newest = max(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     # What trainer.save_model() leaves in the output folder, then the checkpoints removed.
     shutil.copy(newest / "config.json", run / "config.json")

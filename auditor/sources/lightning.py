@@ -58,15 +58,13 @@ def checkpoints_in(entries: Iterable[Entry]) -> tuple[list[Checkpoint], list[str
 def list_checkpoints(
     storage: Storage, run_dir: str, folder: str
 ) -> tuple[list[Checkpoint], list[str]]:
-    """Return the checkpoints in `folder` of `run_dir` (see `checkpoints_in`), each named by
-    its path from the run's folder (`checkpoints/epoch=2-step=24.ckpt`), so that a report's
-    run/checkpoint is the file; none when the folder is missing."""
+    """Return the checkpoints in `folder` of `run_dir` (see `checkpoints_in`), named by their
+    file names; none when the folder is missing."""
     try:
         entries = storage.listdir(join(run_dir, folder))
     except StateFileError:
         return [], []
-    found, warnings = checkpoints_in(entries)
-    return [c._replace(name=f"{folder}/{c.name}") for c in found], warnings
+    return checkpoints_in(entries)
 
 
 def read_metrics_csv(data: bytes, path: str) -> tuple[Rows, list[str]]:
