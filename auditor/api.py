@@ -105,6 +105,8 @@ def _records(location: RunLocation, config: Config) -> list[RunRecord]:
         if other is None:
             raise
         return [other]
+    if not location.tensorboard:
+        return list(records)
     metric = wiring.trainer_metric(for_path(location.run_dir), location.run_dir)
     return [record._replace(trainer_metric=metric) if metric else record for record in records]
 

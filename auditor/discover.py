@@ -9,6 +9,8 @@ from typing import Any, NamedTuple
 from .errors import UsageError
 
 STATE_FILE = "trainer_state.json"
+#: The Trainer's TensorBoardCallback writes into <output_dir>/runs/<date>_<host>/.
+TENSORBOARD_FOLDER = "runs"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer's hub_strategy="checkpoint" keeps a copy of the newest checkpoint under this name.
 LAST_CHECKPOINT = "last-checkpoint"
@@ -43,6 +45,8 @@ class RunLocation(NamedTuple):
     refused: str | None = None
     #: The `auditor.sources.Found` of a run another framework wrote (Lightning, MLflow...).
     found: Any = None
+    #: A Trainer run with a runs/ folder: its TensorBoard args may name the Trainer's metric.
+    tensorboard: bool = False
 
 
 class _Listing(NamedTuple):
@@ -192,6 +196,7 @@ def _walk(root: str, seen_dirs: set[tuple[int, int]]) -> list[RunLocation]:
                     listing.state_file,
                     history_only=not listing.checkpoints,
                     notes=tuple(listing.notes),
+                    tensorboard=os.path.join(folder, TENSORBOARD_FOLDER) in subfolders,
                 )
             )
         else:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..discover import LAST_CHECKPOINT, STATE_FILE, checkpoint_step
+from ..discover import TENSORBOARD_FOLDER as RUNS_FOLDER
 from ..errors import StateFileError
 from ..storage import Range, Storage, join
 from . import Best, Folder, Found, RunRecord, Settings, register
@@ -14,8 +15,6 @@ from .tfrecord import EventFile, parse_event_file
 
 NAME = "tensorboard"
 EVENT_FILE_PREFIX = "events.out.tfevents."
-#: The Trainer's TensorBoardCallback writes into <output_dir>/runs/<date>_<host>/.
-RUNS_FOLDER = "runs"
 #: The Trainer's TensorBoardCallback logs its TrainingArguments as this text summary.
 ARGS_TAG = "args/text_summary"
 # The Trainer's closing summary: logged under train/ but not a training log (SPEC section 1).
