@@ -8,8 +8,8 @@
   runs/<date>_<host>/ folders and steps 60 and 70 are logged twice. Its trainer_state.json
   files are removed afterwards: the event files are the only history, as when only the
   weights and the TensorBoard logs were kept. The first seed whose picks differ is kept.
-- llamafactory/: the same kind of Trainer run with LLaMA-Factory's LogCallback writer (its
-  `on_log`, reproduced below line for line), trainer_state.json files removed likewise.
+- llamafactory/: the same kind of Trainer run with a callback that writes trainer_log.jsonl in
+  LLaMA-Factory's record format, trainer_state.json files removed likewise.
 - mlflow_sqlite/mlflow.db: a Trainer run logged by its MLflowCallback into MLflow's SQLite
   store (the tracking URI `sqlite:///mlflow.db`).
 - lightning/lightning_logs/version_0/: a LightningModule fitted with CSVLogger (metrics.csv)
@@ -49,82 +49,51 @@ from make_evidence_fixtures import settings  # noqa: E402
 from make_real_overfit_fixture import make_data  # noqa: E402
 
 PLACEHOLDER = b"weights removed\n"
-#: LLaMA-Factory's extras/constants.py
+#: The file name LLaMA-Factory logs to.
 TRAINER_LOG = "trainer_log.jsonl"
 
 
 def llamafactory_log_callback() -> Any:
-    """Return LLaMA-Factory's LogCallback, reduced to what writes trainer_log.jsonl (its
-    `_timing`, `_write_log` and `on_log`, as in src/llamafactory/train/callbacks.py)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """Return a Trainer callback that appends trainer_log.jsonl lines in the record format
+    LLaMA-Factory's LogCallback writes: after every Trainer log, `current_steps` (the
+    global step), `total_steps`, the newest entry's losses, learning rate (`lr`) and epoch,
+    the percentage done and the elapsed and remaining time, keys without a value left out."""
     from transformers import TrainerCallback
 
-    class LogCallback(TrainerCallback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.start_time = 0.0
-            self.cur_steps = 0
-            self.max_steps = 0
-            self.elapsed_time = ""
-            self.remaining_time = ""
-            self.thread_pool: ThreadPoolExecutor | None = None
+    # LLaMA-Factory's own names for the Trainer's keys, in the order it writes them.
+    renamed = {
+        "loss": "loss",
+        "eval_loss": "eval_loss",
+        "predict_loss": "predict_loss",
+        "reward": "reward",
+        "rewards/accuracies": "accuracy",
+        "learning_rate": "lr",
+        "epoch": "epoch",
+    }
 
-        def _timing(self, cur_steps: int) -> None:
-            cur_time = time.time()
-            elapsed_time = cur_time - self.start_time
-            avg_time_per_step = elapsed_time / cur_steps if cur_steps != 0 else 0
-            remaining_time = (self.max_steps - cur_steps) * avg_time_per_step
-            self.cur_steps = cur_steps
-            self.elapsed_time = str(timedelta(seconds=int(elapsed_time)))
-            self.remaining_time = str(timedelta(seconds=int(remaining_time)))
-
-        def _write_log(self, output_dir: str, logs: dict[str, Any]) -> None:
-            with open(os.path.join(output_dir, TRAINER_LOG), "a", encoding="utf-8") as f:
-                f.write(json.dumps(logs) + "\n")
+    class LogLines(TrainerCallback):  # type: ignore[misc]
+        started = 0.0
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if args.should_save:
-                self.start_time = time.time()
-                self.cur_steps = 0
-                self.max_steps = state.max_steps
-                os.makedirs(args.output_dir, exist_ok=True)
-                self.thread_pool = ThreadPoolExecutor(max_workers=1)
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if self.thread_pool is not None:
-                self.thread_pool.shutdown(wait=True)
-                self.thread_pool = None
+            self.started = time.time()
 
         def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if not args.should_save:
                 return
-            self._timing(cur_steps=state.global_step)
-            logs = dict(
-                current_steps=self.cur_steps,
-                total_steps=self.max_steps,
-                loss=state.log_history[-1].get("loss"),
-                eval_loss=state.log_history[-1].get("eval_loss"),
-                predict_loss=state.log_history[-1].get("predict_loss"),
-                reward=state.log_history[-1].get("reward"),
-                accuracy=state.log_history[-1].get("rewards/accuracies"),
-                lr=state.log_history[-1].get("learning_rate"),
-                epoch=state.log_history[-1].get("epoch"),
-                percentage=round(self.cur_steps / self.max_steps * 100, 2)
-                if self.max_steps != 0
-                else 100,
-                elapsed_time=self.elapsed_time,
-                remaining_time=self.remaining_time,
-            )
-            if state.num_input_tokens_seen:
-                logs["throughput"] = round(
-                    state.num_input_tokens_seen / (time.time() - self.start_time), 2
-                )
-                logs["total_tokens"] = state.num_input_tokens_seen
-            logs = {k: v for k, v in logs.items() if v is not None}
-            if self.thread_pool is not None:
-                self.thread_pool.submit(self._write_log, args.output_dir, logs)
+            step, total = state.global_step, state.max_steps
+            elapsed = time.time() - self.started
+            remaining = (total - step) * elapsed / step if step else 0.0
+            newest = state.log_history[-1]
+            record: dict[str, Any] = {"current_steps": step, "total_steps": total}
+            record.update({ours: newest[key] for key, ours in renamed.items() if key in newest})
+            record["percentage"] = round(step / total * 100, 2) if total else 100
+            record["elapsed_time"] = str(timedelta(seconds=int(elapsed)))
+            record["remaining_time"] = str(timedelta(seconds=int(remaining)))
+            line = json.dumps({k: v for k, v in record.items() if v is not None})
+            with open(Path(args.output_dir) / TRAINER_LOG, "a", encoding="utf-8") as log:
+                log.write(line + "\n")
 
-    return LogCallback()
+    return LogLines()
 
 
 def trainer_run(
