@@ -157,6 +157,9 @@ class RunResult:
     eval_key: str | None = None
     eval_only_pick: Pick | None = None
     scorer_pick: Pick | None = None
+    #: The candidate with the lowest centred 3-point mean eval loss; None below
+    #: SMOOTHED_FROM evaluations (docs/selection.md).
+    smoothed_pick: Pick | None = None
     trainer_best: Pick | None = None
     #: The log key whose value the Trainer recorded as best_metric (e.g. eval_accuracy).
     trainer_metric: str | None = None
@@ -220,6 +223,7 @@ class RunResult:
             "eval_key": self.eval_key,
             "eval_only_pick": self.eval_only_pick.to_dict() if self.eval_only_pick else None,
             "scorer_pick": self.scorer_pick.to_dict() if self.scorer_pick else None,
+            "smoothed_pick": self.smoothed_pick.to_dict() if self.smoothed_pick else None,
             "trainer_best": self.trainer_best.to_dict() if self.trainer_best else None,
             "trainer_metric": self.trainer_metric,
             "history_only": self.history_only,
