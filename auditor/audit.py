@@ -323,9 +323,17 @@ def judge_deploy(run: RunResult, checkpoint: str, config: Config) -> DeployJudge
     best = run.row(run.scorer_pick)
     if best is None or run.eval_key is None:
         raise ValueError(f"{run.run_dir} has no scorer pick to compare {checkpoint} with")
+    smoothed = run.smoothed_pick
+    mean = smoothed_eval(run.checkpoints).get(smoothed.step) if smoothed is not None else None
     if row.step == best.step:
         return DeployJudgement(
-            run.run_dir, checkpoint, row.step, False, f"{checkpoint} is the scorer's pick"
+            run.run_dir,
+            checkpoint,
+            row.step,
+            False,
+            f"{checkpoint} is the scorer's pick",
+            smoothed_pick=smoothed,
+            smoothed_eval_loss=mean,
         )
     if run.eval_key not in run.eval_curves:
         raise ValueError(f"{run.run_dir} was audited without its curves (curves=False)")
@@ -337,4 +345,6 @@ def judge_deploy(run: RunResult, checkpoint: str, config: Config) -> DeployJudge
         evidence.flagged,
         sentence(evidence, row, best, config),
         evidence,
+        smoothed_pick=smoothed,
+        smoothed_eval_loss=mean,
     )

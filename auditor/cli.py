@@ -502,8 +502,11 @@ def check(
         _append_step_summary(result, os.environ["GITHUB_STEP_SUMMARY"])
     code, reason = gate_exit_code(result)
     if not quiet or code == EXIT_ERROR:
-        from .render.text import safe
+        from .render.text import deploy_advice, safe
 
+        advice = deploy_advice(result.deploy) if result.deploy is not None else None
+        if advice is not None:
+            click.echo(advice, err=True)
         click.echo(f"gate: {safe(reason)}", err=True)
     sys.exit(code)
 

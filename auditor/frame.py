@@ -39,6 +39,13 @@ RUN_COLUMNS: dict[str, str] = {
     "scorer_gap": "float",
     "scorer_overfit": "float",
     "scorer_score": "float",
+    "smoothed_checkpoint": "str",
+    "smoothed_step": "int",
+    "smoothed_eval_loss": "float",
+    "smoothed_train_loss": "float",
+    "smoothed_gap": "float",
+    "smoothed_overfit": "float",
+    "smoothed_score": "float",
     "trainer_best_checkpoint": "str",
     "trainer_best_step": "int",
     "trainer_metric": "str",
@@ -73,6 +80,7 @@ CHECKPOINT_COLUMNS: dict[str, str] = {
     "c_improvement": "float",
     "is_best": "bool",
     "is_eval_only_pick": "bool",
+    "is_smoothed_pick": "bool",
     "is_trainer_best": "bool",
 }
 
@@ -127,6 +135,7 @@ def run_records(result: AuditResult) -> list[dict[str, Any]]:
             "history_only": run.history_only,
             **_pick_fields("eval_only", run.eval_only_pick, run.row(run.eval_only_pick)),
             **_pick_fields("scorer", run.scorer_pick, run.row(run.scorer_pick)),
+            **_pick_fields("smoothed", run.smoothed_pick, run.row(run.smoothed_pick)),
             "trainer_best_checkpoint": run.trainer_best.checkpoint if run.trainer_best else None,
             "trainer_best_step": run.trainer_best.step if run.trainer_best else None,
             "trainer_metric": run.trainer_metric,
@@ -148,6 +157,7 @@ def checkpoint_records(result: AuditResult) -> list[dict[str, Any]]:
     out = []
     for run in result.runs:
         eval_only = run.eval_only_pick.step if run.eval_only_pick else None
+        smoothed = run.smoothed_pick.step if run.smoothed_pick else None
         trainer = run.trainer_best.step if run.trainer_best else None
         for row in run.checkpoints:
             score = row.score
@@ -173,6 +183,7 @@ def checkpoint_records(result: AuditResult) -> list[dict[str, Any]]:
                     "c_improvement": score.improvement if score else None,
                     "is_best": row.is_best,
                     "is_eval_only_pick": row.step == eval_only,
+                    "is_smoothed_pick": row.step == smoothed,
                     "is_trainer_best": row.step == trainer,
                 }
             )

@@ -247,6 +247,10 @@ class DeployJudgement:
     reason: str
     #: The held-out evidence on shipping this checkpoint instead of the scorer's pick.
     evidence: Evidence | None = None
+    #: The run's smoothed pick and its 3-point mean eval loss, for the advice when the
+    #: checkpoint shipped is another one.
+    smoothed_pick: Pick | None = None
+    smoothed_eval_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""

@@ -9,7 +9,9 @@ Each regime is simulated from its own seed (`--seed` and the regime's name), so 
 the same whatever the number of worker processes (`--jobs`) or the regimes chosen (`--only`).
 The picks and both flags come from the auditor itself: `audit_run` on the simulated history, as
 the Trainer callback calls it, with the default config (the v2 flag) and with `noise_k: null`,
-`task_metrics: false` (the v1, gap-only flag of SPEC section 4).
+`task_metrics: false` (the v1, gap-only flag of SPEC section 4); the smoothed minimum from the
+auditor's `smoothed_minimum` on the audited checkpoints, at any number of evaluations (the
+auditor reports it from 20 on).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from auditor.audit import audit_run
+from auditor.audit import audit_run, smoothed_minimum
 from auditor.config import Config
 from auditor.read import DiskCheckpoint, RunRecord, TrainerState
 
@@ -162,22 +164,6 @@ def trainer_record(run: Run) -> RunRecord:
     )
 
 
-def smoothed_pick(run: Run) -> int:
-    """Return the saved evaluation with the lowest centred 3-point mean of the eval curve
-    (2 points at the ends); ties go to the earlier one."""
-    values = run.eval_loss
-    last = len(values) - 1
-    best, best_value = -1, math.inf
-    for i, kept in enumerate(run.saved):
-        if not kept:
-            continue
-        window = values[max(0, i - 1) : min(last, i + 1) + 1]
-        mean = sum(window) / len(window)
-        if mean < best_value:
-            best, best_value = i, mean
-    return best
-
-
 #: The config under which the auditor's flag is the v1, gap-only rule (SPEC section 4).
 V1_CONFIG = Config().replace(noise_k=None, task_metrics=False)
 V2_CONFIG = Config()
@@ -199,12 +185,16 @@ def picks(run: Run) -> Picks:
     assert v1.eval_only_pick is not None and v1.scorer_pick is not None
     eval_only = v1.eval_only_pick.step // STEPS_PER_EVAL - 1
     scorer = v1.scorer_pick.step // STEPS_PER_EVAL - 1
+    # The product's rule without its reporting threshold: the benchmark is its evidence at
+    # every number of evaluations.
+    smoothed = smoothed_minimum(v1.checkpoints)
+    assert smoothed is not None
     chosen = {
         "eval_only": eval_only,
         "scorer": scorer,
         "v1_flag": scorer if v1.flagged else eval_only,
         "v2_flag": scorer if v2.flagged else eval_only,
-        "smoothed": smoothed_pick(run),
+        "smoothed": smoothed[0].step // STEPS_PER_EVAL - 1,
     }
     return Picks(chosen, v1.flagged, v2.flagged)
 

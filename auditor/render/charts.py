@@ -45,6 +45,7 @@ def chart_data(run: RunResult) -> dict[str, Any]:
         ],
         "evalOnly": _point(run.row(run.eval_only_pick)),
         "scorer": _point(run.row(run.scorer_pick)),
+        "smoothed": _point(run.row(run.smoothed_pick)),
         "spans": overfit_spans(run),
         "y": [_round(low), _round(high)],
         "clipped": clipped,
@@ -93,6 +94,7 @@ SCRIPT = r"""
   var data = JSON.parse(source.textContent);
   var drawn = [];
   var TRAIN = '#4c72b0', EVAL = '#dd8452', EVAL_ONLY = '#c0392b', SCORER = '#1e8449';
+  var SMOOTHED = '#6c3483';
   var SHADE = 'rgba(245, 183, 177, 0.45)';
   var EAGER = 3;
 
@@ -113,7 +115,8 @@ SCRIPT = r"""
       if (point && at[point[0]] !== undefined) { out[at[point[0]]] = point[1]; }
       return out;
     }
-    return [xs, column(d.train), column(d.eval), pick(d.evalOnly), pick(d.scorer)];
+    return [xs, column(d.train), column(d.eval), pick(d.evalOnly), pick(d.scorer),
+      pick(d.smoothed)];
   }
 
   function marks(d) {
@@ -170,7 +173,8 @@ SCRIPT = r"""
         { label: d.key, stroke: EVAL, width: 1.8, spanGaps: true,
           points: { show: d.markers, size: 5, fill: '#ffffff' } },
         picked('eval-only pick', EVAL_ONLY),
-        picked("scorer's pick", SCORER)
+        picked("scorer's pick", SCORER),
+        picked('smoothed pick', SMOOTHED)
       ]
     };
     var chart = new uPlot(options, aligned(d), holder);

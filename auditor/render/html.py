@@ -8,11 +8,12 @@ from html import escape
 from typing import Any
 
 from .. import __version__
+from ..audit import SMOOTHED_FROM
 from ..config import Config, to_yaml
 from ..evidence import decision
 from ..results import VERDICT_ORDER, AuditResult, CheckpointResult, Pick, RunResult, verdict_rank
 from ..sweep import SweepPick
-from .text import marks, number, safe
+from .text import marks, number, safe, smoothed_line
 
 VERDICT_TEXT = {
     "overfit": "overfit pick",
@@ -192,7 +193,7 @@ def _findings(flagged: list[tuple[int, RunResult]], names: list[str], config: Co
 _OVERVIEW_HEAD = """<table class="sortable overview">
 <thead>
 <tr class="group"><th colspan="2"></th><th colspan="4" class="g-eval">eval-only pick</th>
-<th colspan="4" class="g-score">scorer's pick</th><th colspan="2"></th></tr>
+<th colspan="4" class="g-score">scorer's pick</th><th colspan="3"></th></tr>
 <tr>{cells}</tr>
 </thead>
 <tbody>"""
@@ -207,6 +208,7 @@ _OVERVIEW_COLUMNS = (
     ("eval loss", "num g-score"),
     ("overfit", "num g-score"),
     ("score", "num g-score"),
+    ("smoothed pick", ""),
     ("trainer's best", ""),
     ("ckpts", "num"),
 )
@@ -238,6 +240,7 @@ def _overview_row(index: int, run: RunResult, short: str) -> str:
         f'<td data-sort="{_rank(run)}">{_badge(run)}</td>',
         *_pick_cells(run, run.eval_only_pick, "g-eval"),
         *_pick_cells(run, run.scorer_pick, "g-score"),
+        f"<td>{escape(safe(run.smoothed_pick.label)) if run.smoothed_pick else '-'}</td>",
         f"<td>{escape(safe(run.trainer_best.label)) if run.trainer_best else '-'}</td>",
         _num_cell(None if run.history_only or run.error else float(run.checkpoints_on_disk), "", 0),
     ]
@@ -291,6 +294,9 @@ def _run_section(
         f'<p class="path">{escape(safe(run.run_dir))}</p>' if short != safe(run.run_dir) else "",
         f'<p class="why">{escape(explain(run, result.config))}</p>',
     ]
+    smoothed = smoothed_line(run)
+    if smoothed is not None:
+        parts.append(f'<p class="smoothed">{escape(_capital(smoothed))}.</p>')
     if chart is not None:
         notes = ["drag to zoom, double-click to zoom out"]
         if chart["clipped"] is not None:
@@ -365,9 +371,11 @@ def _footer(result: AuditResult) -> str:
         f"by at least {result.config.min_gap_delta:g} more than the scorer's pick and no "
         "held-out evidence says it is better: its lower eval loss is within the noise of the "
         "eval curve, and no task metric (eval_accuracy, ...) rates it better. On the charts, "
-        "hover for each point's step and values; circled: the eval-only pick (red) and the "
-        "scorer's pick (green); ticks under the axis: checkpoints on disk; shaded: where eval "
-        "loss keeps rising while train loss falls.</p>"
+        "hover for each point's step and values; circled: the eval-only pick (red), the "
+        "scorer's pick (green) and the smoothed pick (purple: the lowest centred 3-point mean "
+        f"eval loss, shown from {SMOOTHED_FROM} evaluations on, see docs/selection.md); ticks "
+        "under the axis: checkpoints on disk; shaded: where eval loss keeps rising while "
+        "train loss falls.</p>"
         "<details><summary>Config this report was made with</summary>"
         f"<pre>{escape(to_yaml(result.config, comments=False))}</pre></details>"
         f"<p>Made by ckpt-audit {escape(__version__)}.</p></footer>"

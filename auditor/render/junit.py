@@ -95,15 +95,22 @@ def _summary(run: RunResult, config: Config) -> str:
     said = decision(run, config)
     if said is not None:
         return f"{run.verdict}: {said}"
-    return (
+    text = (
         f"{run.verdict}: eval-only pick {pick_with_numbers(run, run.eval_only_pick)}, "
         f"scorer pick {pick_with_numbers(run, run.scorer_pick)}"
     )
+    if run.smoothed_pick is not None:
+        text += f", smoothed pick {pick_with_numbers(run, run.smoothed_pick)}"
+    return text
 
 
 def _details(run: RunResult, config: Config) -> str:
     lines = [_summary(run, config)]
-    for name, pick in (("eval-only pick", run.eval_only_pick), ("scorer pick", run.scorer_pick)):
+    for name, pick in (
+        ("eval-only pick", run.eval_only_pick),
+        ("scorer pick", run.scorer_pick),
+        ("smoothed pick", run.smoothed_pick),
+    ):
         row = run.row(pick)
         if row is None or pick is None:
             continue

@@ -59,19 +59,20 @@ def _headline(result: AuditResult) -> str:
 
 def _run_table(result: AuditResult) -> list[str]:
     lines = [
-        "| run | verdict | eval-only pick | scorer pick | trainer best |",
-        "|---|---|---|---|---|",
+        "| run | verdict | eval-only pick | scorer pick | smoothed pick | trainer best |",
+        "|---|---|---|---|---|---|",
     ]
     for run in sorted(result.runs, key=lambda run: verdict_rank(run.verdict)):
         verdict = f"**{run.verdict.upper()}**" if run.flagged else run.verdict
         if run.error is not None:
-            lines.append(f"| {code(run.run_dir)} | **error** | - | - | - |")
+            lines.append(f"| {code(run.run_dir)} | **error** | - | - | - | - |")
             continue
         cells = [
             code(run.label),
             verdict,
             text(pick_with_numbers(run, run.eval_only_pick)),
             text(pick_with_numbers(run, run.scorer_pick)),
+            text(pick_label(run.smoothed_pick)),
             text(pick_label(run.trainer_best)),
         ]
         lines.append("| " + " | ".join(cells) + " |")

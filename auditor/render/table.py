@@ -19,11 +19,20 @@ from .text import (
     verdict_label,
 )
 
-RUN_HEADERS = ("run", "ckpts", "evals", "eval-only pick", "scorer pick", "trainer best", "verdict")
-#: What a narrow terminal loses first, in order: counts, the Trainer's best, then each pick's
-#: numbers (eval loss, overfit). The run, both picks and the verdict always stay; run names are
-#: shortened in the middle.
-RUN_DROP_ORDER = ("evals", "ckpts", "trainer best", "numbers")
+RUN_HEADERS = (
+    "run",
+    "ckpts",
+    "evals",
+    "eval-only pick",
+    "scorer pick",
+    "smoothed pick",
+    "trainer best",
+    "verdict",
+)
+#: What a narrow terminal loses first, in order: the smoothed pick (an extra, `show` marks it
+#: too), counts, the Trainer's best, then each pick's numbers (eval loss, overfit). The run,
+#: both picks and the verdict always stay; run names are shortened in the middle.
+RUN_DROP_ORDER = ("smoothed pick", "evals", "ckpts", "trainer best", "numbers")
 
 CHECKPOINT_HEADERS = (
     "step",
@@ -46,7 +55,7 @@ _COMPONENTS = ("c.eval", "c.gap", "c.ppl", "c.improv")
 #: pick marks in full words (initials instead), perplexity, the symmetric gap (overfit stays),
 #: the checkpoint's folder name.
 CHECKPOINT_DROP_ORDER = ("components", "pick words", "ppl", "gap", "checkpoint")
-_INITIALS = {"eval-only": "E", "scorer": "S", "trainer": "T"}
+_INITIALS = {"eval-only": "E", "scorer": "S", "smoothed": "M", "trainer": "T"}
 
 
 def render(
@@ -148,7 +157,7 @@ def _run_table(
 
 def _run_row(run: RunResult, color: bool, numbers: bool) -> list[str]:
     if run.error is not None:
-        return [safe(run.run_dir), "-", "-", "-", "-", "-", _verdict(run, color)]
+        return [safe(run.run_dir), "-", "-", "-", "-", "-", "-", _verdict(run, color)]
     pick = pick_with_numbers if numbers else lambda run, pick: pick_label(pick)
     return [
         safe(run.label),
@@ -156,6 +165,7 @@ def _run_row(run: RunResult, color: bool, numbers: bool) -> list[str]:
         str(run.evaluations),
         pick(run, run.eval_only_pick),
         pick(run, run.scorer_pick),
+        pick_label(run.smoothed_pick),
         pick_label(run.trainer_best),
         _verdict(run, color),
     ]
@@ -185,7 +195,7 @@ def checkpoint_legend(dropped: frozenset[str] = frozenset(), width: int | None =
     explanations left out when it would not fit in `width`."""
     parts = ["k: evals since eval_loss last improved"]
     if "pick words" in dropped:
-        parts.append("pick: E eval-only, S scorer, T trainer")
+        parts.append("pick: E eval-only, S scorer, M smoothed, T trainer")
     parts.append("overfit: max(0, eval-train)/eval")
     if "components" not in dropped:
         parts.append("c.*: the score's parts, summing to score")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import re
 
+from ..audit import smoothed_eval
 from ..config import Config
 from ..evidence import decision
-from ..results import AuditResult, CheckpointResult, Evidence, Pick, RunResult
+from ..results import AuditResult, CheckpointResult, DeployJudgement, Evidence, Pick, RunResult
 
 # Folder names and file content come from anyone: never let them move the cursor or recolour
 # the terminal. Lone surrogates are how Python spells a folder name's bytes that are not UTF-8;
@@ -55,6 +56,32 @@ def pick_with_numbers(run: RunResult, pick: Pick | None) -> str:
     return f"{pick_label(pick)} (eval {number(row.eval_loss, 3)}, overfit {number(row.overfit, 2)})"
 
 
+def smoothed_line(run: RunResult) -> str | None:
+    """Return "the smoothed eval minimum is checkpoint-N (lowest 3-point mean eval_loss X)",
+    or None when the run has no smoothed pick."""
+    pick = run.smoothed_pick
+    if pick is None:
+        return None
+    return _smoothed_text(pick, run.eval_key, smoothed_eval(run.checkpoints).get(pick.step))
+
+
+def deploy_advice(deploy: DeployJudgement) -> str | None:
+    """Return the line naming the smoothed eval minimum when the checkpoint shipped is not it,
+    or None (no smoothed pick, or it is the one shipped)."""
+    pick = deploy.smoothed_pick
+    if pick is None or pick.step == deploy.step:
+        return None
+    text = _smoothed_text(pick, None, deploy.smoothed_eval_loss)
+    return f"{text}; see docs/selection.md"
+
+
+def _smoothed_text(pick: Pick, eval_key: str | None, mean: float | None) -> str:
+    return (
+        f"the smoothed eval minimum is {pick_label(pick)} (lowest 3-point mean "
+        f"{safe(eval_key or 'eval loss')} {number(mean)})"
+    )
+
+
 def decisions(result: AuditResult) -> list[tuple[RunResult, str]]:
     """Return (run, its one-sentence decision) for every run that has one, in report order."""
     found = []
@@ -98,11 +125,12 @@ def _evidence_text(evidence: Evidence, judged: str, scorer: str) -> str:
 
 
 def marks(run: RunResult, row: CheckpointResult) -> str:
-    """Return which picks a checkpoint row is: eval-only, scorer, trainer."""
+    """Return which picks a checkpoint row is: eval-only, scorer, smoothed, trainer."""
     found = []
     for name, pick in (
         ("eval-only", run.eval_only_pick),
         ("scorer", run.scorer_pick),
+        ("smoothed", run.smoothed_pick),
         ("trainer", run.trainer_best),
     ):
         if pick is not None and pick.step == row.step:
