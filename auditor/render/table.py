@@ -186,16 +186,25 @@ def _checkpoint_table(run: RunResult, result: AuditResult, width: int | None) ->
     said = decision(run, result.config)
     if said:
         lines.append(f"decision: {safe(said)}")
-    legend = checkpoint_legend(dropped, width)
+    legend = checkpoint_legend(dropped, width, smoothed=run.smoothed_pick is not None)
     return "\n".join([f"{name}{suffix}", table, legend, *(wrap(line, width) for line in lines)])
 
 
-def checkpoint_legend(dropped: frozenset[str] = frozenset(), width: int | None = None) -> str:
-    """Return the one-line legend of `show`'s columns (of those not dropped), the least needed
-    explanations left out when it would not fit in `width`."""
-    parts = ["k: evals since eval_loss last improved"]
+def checkpoint_legend(
+    dropped: frozenset[str] = frozenset(), width: int | None = None, smoothed: bool = False
+) -> str:
+    """Return the legend of `show`'s columns (of those not dropped): one line, the least
+    needed explanations left out when it would not fit in `width`; the key to the pick
+    initials goes on a line of its own rather than be left out. `smoothed`: the run has a
+    smoothed pick to mark."""
+    initials = None
     if "pick words" in dropped:
-        parts.append("pick: E eval-only, S scorer, M smoothed, T trainer")
+        shown = "E eval-only, S scorer, M smoothed, T trainer" if smoothed else None
+        initials = f"pick: {shown or 'E eval-only, S scorer, T trainer'}"
+    parts = ["k: evals since eval_loss last improved"]
+    apart = initials is not None and width is not None and len(parts[0] + initials) + 2 > width
+    if initials and not apart:
+        parts.append(initials)
     parts.append("overfit: max(0, eval-train)/eval")
     if "components" not in dropped:
         parts.append("c.*: the score's parts, summing to score")
@@ -205,6 +214,8 @@ def checkpoint_legend(dropped: frozenset[str] = frozenset(), width: int | None =
         parts.append("gap: |train-eval|/eval")
     while width is not None and len(parts) > 1 and len("; ".join(parts)) > width:
         parts.pop()
+    if apart:
+        return "; ".join(parts) + "\n" + str(initials)
     return "; ".join(parts)
 
 
