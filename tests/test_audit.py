@@ -263,3 +263,74 @@ def test_json_report_is_strict_and_follows_the_schema():
     assert row["score"] == pytest.approx(sum(row["components"].values()))
     diverged = data["runs"][0]
     assert any(c["eval_loss"] is None and c["score"] is None for c in diverged["checkpoints"])
+
+
+def _rewrite_evaluations(run, change):
+    """Apply `change(step, entry)` to the evaluation entries of every trainer_state.json of
+    `run`, in the Trainer's layout; an entry for which it returns False is dropped."""
+    for path in run.rglob("trainer_state.json"):
+
+        def edit(data):
+            kept = []
+            for entry in data["log_history"]:
+                if "eval_loss" in entry and change(entry["step"], entry) is False:
+                    continue
+                kept.append(entry)
+            data["log_history"] = kept
+
+        edit_state(path, edit)
+
+
+def test_a_noise_dip_takes_the_eval_only_pick_but_not_the_smoothed_one(copy_run):
+    run_dir = copy_run("examples/lm_overfit_full")
+    before = only_run(run_dir)
+    assert before.eval_only_pick.step == before.smoothed_pick.step == 60
+    lowest = before.row(before.eval_only_pick).eval_loss
+
+    def dip(step, entry):
+        if step == 200:  # well into the rise: its neighbours are far above the minimum
+            entry["eval_loss"] = lowest - 0.01
+
+    _rewrite_evaluations(run_dir, dip)
+    run = only_run(run_dir)
+    assert run.eval_only_pick == auditor.Pick("checkpoint-200", 200)
+    assert run.smoothed_pick == auditor.Pick("checkpoint-60", 60)
+    # The verdict and the flag are the eval-only and scorer picks' business alone.
+    assert run.verdict in ("overfit", "differs")
+    smoothed = auditor.audit(run_dir).to_dict()["runs"][0]["smoothed_pick"]
+    assert smoothed == {"checkpoint": "checkpoint-60", "step": 60}
+
+
+def test_the_smoothed_curve_is_a_centred_three_point_mean_with_two_points_at_the_ends():
+    from auditor.audit import smoothed_eval
+
+    run = only_run(EXAMPLES / "lm_overfit_full")
+    losses = [c.eval_loss for c in run.checkpoints]
+    steps = [c.step for c in run.checkpoints]
+    smoothed = smoothed_eval(run.checkpoints)
+    assert list(smoothed) == steps
+    assert smoothed[steps[0]] == pytest.approx((losses[0] + losses[1]) / 2)
+    assert smoothed[steps[5]] == pytest.approx(sum(losses[4:7]) / 3)
+    assert smoothed[steps[-1]] == pytest.approx((losses[-2] + losses[-1]) / 2)
+
+
+@pytest.mark.parametrize(
+    ("change", "reported"),
+    [
+        (lambda step, entry: None, True),  # 20 evaluations
+        (lambda step, entry: step != 400, False),  # 19: the last one dropped
+        # 19 finite ones: a NaN evaluation is no point of the curve.
+        (lambda step, entry: entry.update(eval_loss=float("nan")) if step == 380 else None, False),
+    ],
+    ids=["20 evaluations", "19 evaluations", "19 finite of 20"],
+)
+def test_the_smoothed_pick_is_reported_from_20_evaluations_on(copy_run, change, reported):
+    from auditor.audit import SMOOTHED_FROM
+
+    assert SMOOTHED_FROM == 20
+    run_dir = copy_run("examples/lm_overfit_full")
+    _rewrite_evaluations(run_dir, change)
+    run = only_run(run_dir)
+    assert run.eval_only_pick.step == 60
+    assert (run.smoothed_pick is not None) == reported
+    assert (run.smoothed_pick.step if run.smoothed_pick else None) == (60 if reported else None)

@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import main
-from conftest import FIXTURES, drop_evaluations
+from conftest import FIXTURES, drop_evaluations, expected_rows
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 TIMEOUT = 60.0
@@ -238,14 +238,25 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
     page.close()
 
 
+#: The fixture folders the report below audits, and what fixtures/EXPECTED.yaml says of them:
+#: how many report rows (one per training) and how many flagged, plus the never-evaluated run.
+BUNDLED = ("examples", "sweep", "real_overfit_flagged")
+_BUNDLED_ROWS = [
+    want
+    for name, want, _ in expected_rows()
+    if any(name == folder or name.startswith(folder + "/") for folder in BUNDLED)
+]
+REPORT_RUNS = len(_BUNDLED_ROWS) + 1
+REPORT_FLAGGED = sum(want["verdict"] == "overfit" for want in _BUNDLED_ROWS)
+
+
 @pytest.fixture(scope="module")
 def fixtures_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Named folders, so a fixture added later does not change the counts; and a run that was
-    # never evaluated, which has no pick to sort by.
+    # A run that was never evaluated, which has no pick to sort by, besides the fixtures.
     never = tmp_path_factory.mktemp("never") / "never_evaluated"
     shutil.copytree(FIXTURES / "examples" / "lm_healthy", never)
     drop_evaluations(never)
-    bundled = [FIXTURES / "examples", FIXTURES / "sweep", FIXTURES / "real_overfit_flagged", never]
+    bundled = [*(FIXTURES / folder for folder in BUNDLED), never]
     return make_report(bundled, tmp_path_factory.mktemp("report") / "report.html")
 
 
@@ -258,9 +269,11 @@ def make_report(paths: list[Path], out: Path) -> Path:
 def test_report_renders_with_no_errors_and_every_chart_visible(browser, fixtures_report):
     browser.open(fixtures_report.as_uri())
     assert browser.errors() == []
-    assert browser.evaluate("document.querySelectorAll('figure.chart').length") == 19
-    assert browser.evaluate(VISIBLE_CHARTS) == 19
-    assert browser.evaluate("document.title") == "Checkpoint audit: 19 runs, 1 flagged"
+    charts = "document.querySelectorAll('figure.chart').length"
+    assert browser.evaluate(charts) == REPORT_RUNS
+    assert browser.evaluate(VISIBLE_CHARTS) == REPORT_RUNS
+    title = f"Checkpoint audit: {REPORT_RUNS} runs, {REPORT_FLAGGED} flagged"
+    assert browser.evaluate("document.title") == title
     assert browser.errors() == []
     browser.screenshot(ARTIFACTS / "report.png")
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000
@@ -318,7 +331,7 @@ def test_clicking_a_header_sorts_the_overview(browser, fixtures_report):
     )
     browser.evaluate(click)
     ascending = browser.evaluate(names)
-    assert ascending == sorted(ascending) and len(set(ascending)) == 19
+    assert ascending == sorted(ascending) and len(set(ascending)) == REPORT_RUNS
     browser.evaluate(click)
     assert browser.evaluate(names) == ascending[::-1]
     # The scorer's eval loss column: lowest first, runs with no pick last.

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -34,12 +37,56 @@ def test_fixture_run(name, want, training):
     assert (run.eval_only_pick.step if run.eval_only_pick else None) == want["eval_only"]
     assert (run.scorer_pick.step if run.scorer_pick else None) == want["scorer"]
     assert (run.trainer_best.step if run.trainer_best else None) == want["trainer_best"]
+    assert (run.smoothed_pick.step if run.smoothed_pick else None) == want["smoothed"]
     if "trainer_metric" in want:
         assert run.trainer_metric == want["trainer_metric"]
     assert run.eval_key == want.get("eval_key", "eval_loss")
     assert (run.evidence.outcome if run.evidence else None) == want["outcome"]
     judged = run.trainer_best_evidence
     assert (judged.outcome if judged else None) == want.get("trainer_best_outcome")
+
+
+def _smoothed_from_the_files(folder: Path, eval_key: str) -> int | None:
+    """The smoothed pick written out from the raw files: the newest trainer_state.json's curve
+    of `eval_key` (a step logged twice keeps its later value, finite values only), its
+    centred 3-point means (2 at the ends), the lowest among the steps with a checkpoint folder;
+    None below 20 evaluations."""
+    states = [folder / "trainer_state.json", *folder.glob("checkpoint-*/trainer_state.json")]
+    newest = max(
+        (json.loads(p.read_text()) for p in states if p.is_file()), key=lambda s: s["global_step"]
+    )
+    logged = {}
+    for entry in newest["log_history"]:
+        if eval_key in entry:
+            logged[entry["step"]] = entry[eval_key]
+    curve = sorted((s, v) for s, v in logged.items() if math.isfinite(v))
+    if len(curve) < 20:
+        return None
+    means = {}
+    for i, (step, _) in enumerate(curve):
+        window = [v for _, v in curve[max(0, i - 1) : i + 2]]
+        means[step] = sum(window) / len(window)
+    saved = [
+        int(m.group(1))
+        for d in folder.iterdir()
+        if (m := re.fullmatch(r"checkpoint-(\d+)", d.name)) and (d / "trainer_state.json").is_file()
+    ]
+    return min((s for s in saved if s in means), key=lambda s: (means[s], s), default=None)
+
+
+# A folder holding several trainings is left out: telling their histories apart is the
+# lineage check's job, not something to write out again here.
+SINGLE_TRAINING = [
+    (name, want) for name, want, _ in ROWS if sum(1 for other, _, _ in ROWS if other == name) == 1
+]
+
+
+@pytest.mark.parametrize(("name", "want"), SINGLE_TRAINING, ids=lambda v: str(v))
+def test_smoothed_pick_is_the_lowest_three_point_mean_of_the_logged_curve(name, want):
+    run = RUNS[name, 1]
+    expected = _smoothed_from_the_files(FIXTURES / name, run.eval_key)
+    assert expected == want["smoothed"]
+    assert (run.smoothed_pick.step if run.smoothed_pick else None) == expected
 
 
 def test_eval_only_pick_is_what_load_best_model_at_end_picks_on_eval_loss():

@@ -45,12 +45,16 @@ def test_flagged_runs_come_first_with_each_pick_and_its_gap():
         " verdict ",
         " eval-only pick ",
         " scorer pick ",
+        " smoothed pick ",
         " trainer best ",
     ]
     first = cells(table[1])
     assert "real_overfit_flagged" in first[0] and first[1].strip() == "**OVERFIT**"
     assert first[2].strip() == "checkpoint-90 (eval 2.721, overfit 0.34)"
     assert first[3].strip() == "checkpoint-30 (eval 2.725, overfit 0.14)"
+    assert first[4].strip() == "-"  # 10 evaluations: too few for a smoothed pick
+    smoothed = next(cells(row) for row in table if "cls_accuracy" in row)
+    assert smoothed[4].strip() == "checkpoint-75"
     assert len(table) == 1 + 18
     assert text.startswith("### Checkpoint audit: 1 of 18 runs flagged\n")
     decisions = [line for line in text.splitlines() if line.startswith("- `")]
@@ -84,7 +88,7 @@ def test_hostile_folder_names_stay_inside_their_cell(copy_run):
     run = copy_run("real_overfit_flagged", dest=name)
     text = markdown.render(auditor.audit(run), "runs")
     row = next(line for line in text.splitlines() if line.startswith("| `"))
-    assert len(cells(row)) == 5
+    assert len(cells(row)) == 6
     assert "a\\|b*c_d [x](e) <img> `t` @team #1" in row
     # A longer fence than any backtick run keeps the name one code span.
     assert "``" in row
