@@ -226,6 +226,23 @@ def test_check_deploy_judges_the_checkpoint_you_ship():
     assert "scorer's pick" in preferred.stdout
 
 
+CLS = str(EXAMPLES / "cls_accuracy")  # eval-only pick checkpoint-50, smoothed pick checkpoint-75
+
+
+def test_check_deploy_names_the_smoothed_pick_when_another_checkpoint_is_shipped():
+    advice = "the smoothed eval minimum is checkpoint-75 (lowest 3-point mean eval loss "
+    other = invoke("check", "--deploy", f"{CLS}/checkpoint-50")
+    assert other.exit_code == 0  # the advice leaves the gate alone
+    line = next(x for x in other.stderr.splitlines() if x.startswith(advice))
+    assert line.endswith("); see docs/selection.md")
+    assert advice not in other.stdout
+    # Shipping the smoothed pick itself, or from a run too short to have one: no advice.
+    itself = invoke("check", "--deploy", f"{CLS}/checkpoint-75")
+    assert itself.exit_code == 1 and "smoothed" not in itself.stderr
+    short = invoke("check", "--deploy", f"{FLAGGED}/checkpoint-90")
+    assert short.exit_code == 1 and "smoothed" not in short.stderr
+
+
 def test_check_deploy_of_a_non_checkpoint_is_an_error():
     result = invoke("check", "--deploy", HEALTHY)
     assert result.exit_code == 2

@@ -114,3 +114,21 @@ def test_the_cli_never_imports_pandas_for_csv():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stderr.strip().splitlines()[-1] == "False"
     assert done.stdout.splitlines()[0].startswith("run_dir,training,verdict,step,")
+
+
+def test_the_smoothed_pick_has_its_columns_at_both_levels(result):
+    runs = result.to_frame().set_index(["run_dir", "training"])
+    wanted = {(str(FIXTURES / name), n): want["smoothed"] for name, want, n in ROWS}
+    for key, step in wanted.items():
+        row = runs.loc[key]
+        if step is None:
+            assert row["smoothed_step"] is pd.NA and row["smoothed_checkpoint"] is pd.NA
+        else:
+            assert row["smoothed_step"] == step
+            assert row["smoothed_checkpoint"] == f"checkpoint-{step}"
+    cls = runs.loc[str(EXAMPLES / "cls_accuracy"), 1]
+    assert cls["smoothed_eval_loss"] > cls["eval_only_eval_loss"]
+    steps = result.to_frame(level="checkpoints")
+    marked = steps[steps["is_smoothed_pick"]]
+    found = zip(marked["run_dir"], marked["training"], marked["step"], strict=True)
+    assert sorted(found) == sorted((*key, step) for key, step in wanted.items() if step)

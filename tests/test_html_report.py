@@ -361,3 +361,20 @@ def test_the_trainings_of_one_folder_are_told_apart():
     page = render(auditor.audit(FIXTURES / "real_two_trainings"), "html")
     for number in (1, 2):
         assert f"real_two_trainings (training {number}/2)" in page
+
+
+def test_the_smoothed_pick_is_in_the_overview_the_run_section_and_the_chart():
+    from auditor.render import render
+
+    result = auditor.audit(EXAMPLES / "cls_accuracy")
+    run = result.runs[0]
+    assert chart_data(run)["smoothed"][0] == run.smoothed_pick.step == 75
+    page = render(result, "html")
+    assert "<td>checkpoint-75</td>" in page
+    assert (
+        '<p class="smoothed">The smoothed eval minimum is checkpoint-75 (lowest 3-point mean '
+        "eval_loss 0.6633).</p>"
+    ) in page
+    assert "picked('smoothed pick', SMOOTHED)" in page
+    short = auditor.audit(FIXTURES / "sweep" / "run-0000").runs[0]
+    assert short.smoothed_pick is None and chart_data(short)["smoothed"] is None

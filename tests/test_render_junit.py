@@ -124,3 +124,21 @@ def test_the_deploy_judgement_is_its_own_case():
     assert outcome(deploy_case) == "failure"
     # The run itself is judged through the checkpoint shipped, not twice.
     assert outcome(cases[0]) == "pass"
+
+
+def test_the_smoothed_pick_is_listed_with_the_other_picks():
+    paths = (
+        EXAMPLES / "lm_overfit_full",
+        EXAMPLES / "cls_accuracy",
+        FIXTURES / "sweep" / "run-0001",
+    )
+    cases = parse(auditor.audit(*paths)).findall("testsuite/testcase")
+    texts = [case.find("system-out").text for case in cases]
+    assert texts[0].startswith(
+        "agree: eval-only pick checkpoint-60 (eval 2.917, overfit 0.29), scorer pick "
+        "checkpoint-60 (eval 2.917, overfit 0.29), smoothed pick checkpoint-60 (eval 2.917, "
+        "overfit 0.29)"
+    )
+    failure = cases[1].find("failure")  # the Trainer's best is an overfit pick
+    assert failure is not None and "smoothed pick checkpoint-75: eval_loss 0.6972" in failure.text
+    assert "smoothed" not in texts[2]  # 10 evaluations: none

@@ -189,3 +189,16 @@ def test_next_commands_name_a_run_whose_picks_differ_when_none_is_flagged():
 def test_quiet_leaves_out_the_next_commands():
     out, _, _ = on_a_terminal(["scan", "-q", "fixtures/sweep"], 200)
     assert "next:" not in out
+
+
+def test_the_smoothed_pick_is_a_column_and_a_mark_in_show():
+    result = auditor.audit(str(EXAMPLES / "cls_accuracy"))
+    header, _, row = table_lines(render(result))[:3]
+    start = header.index("smoothed pick")
+    assert row[start:].split()[0] == "checkpoint-75"
+    full = render(result, "checkpoints")
+    assert next(x for x in full.splitlines() if x.startswith("75 ")).endswith("  smoothed")
+    narrow = render(result, "checkpoints", width=80)
+    assert all(len(line) <= 80 for line in narrow.splitlines())
+    assert next(x for x in narrow.splitlines() if x.startswith("75 ")).endswith("  M")
+    assert "pick: E eval-only, S scorer, M smoothed, T trainer" in narrow.splitlines()
