@@ -10,7 +10,7 @@ import yaml
 import auditor
 from auditor.config import Config
 from auditor.render import markdown
-from conftest import EXAMPLES, FIXTURES
+from conftest import EXAMPLES, FIXTURES, expected_rows
 
 GOLDEN = FIXTURES.parent / "tests" / "golden"
 REPO = FIXTURES.parent
@@ -55,8 +55,16 @@ def test_flagged_runs_come_first_with_each_pick_and_its_gap():
     assert first[4].strip() == "-"  # 10 evaluations: too few for a smoothed pick
     smoothed = next(cells(row) for row in table if "cls_accuracy" in row)
     assert smoothed[4].strip() == "checkpoint-75"
-    assert len(table) == 1 + 18
-    assert text.startswith("### Checkpoint audit: 1 of 18 runs flagged\n")
+    audited = [
+        want
+        for name, want, _ in expected_rows()
+        if name.startswith(("examples/", "sweep/")) or name == "real_overfit_flagged"
+    ]
+    flagged_count = sum(want["verdict"] == "overfit" for want in audited)
+    assert len(table) == 1 + len(audited)
+    assert text.startswith(
+        f"### Checkpoint audit: {flagged_count} of {len(audited)} runs flagged\n"
+    )
     decisions = [line for line in text.splitlines() if line.startswith("- `")]
     assert decisions[0].startswith(f"- `{flagged}`: ship checkpoint-30: ")
 
