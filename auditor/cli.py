@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -12,7 +15,7 @@ import click
 
 from . import __version__
 from .choices import DEFAULT_CONFIG_NAME, HISTORY_SUFFIXES, SORT_KEYS
-from .errors import AuditorError, UsageError
+from .errors import AuditorError, ReportWriteError, UsageError
 from .render import FILE_FORMATS, RENDERERS, TERMINAL_FORMATS, render
 
 # The audit itself is imported by the commands that run it: `--help` stays as quick as click.
@@ -27,8 +30,39 @@ def _fail(message: str) -> NoReturn:
     from .render.text import safe
 
     # Messages embed paths the user gave or found on disk: never let them reach the terminal raw.
-    click.echo(f"error: {safe(message)}", err=True)
+    _say(f"error: {safe(message)}")
     sys.exit(EXIT_ERROR)
+
+
+def _say(text: str, nl: bool = True) -> None:
+    """Write `text` to stderr; a stderr that is closed or full loses it, never the exit code."""
+    try:
+        click.echo(text, err=True, nl=nl)
+    except OSError:
+        _discard(sys.stderr)
+
+
+def _to_stdout(text: str, color: bool = False) -> None:
+    """Write report text to stdout; raise ReportWriteError when stdout is closed or full."""
+    if sys.stdout is None:
+        raise ReportWriteError("stdout is closed, so the report has nowhere to go: pass -o FILE")
+    try:
+        click.echo(text, nl=False, color=color)
+    except BrokenPipeError:
+        raise  # a reader that stopped early (`| head`): click ends quietly
+    except OSError as exc:
+        _discard(sys.stdout)
+        raise ReportWriteError(f"cannot write the report to stdout: {exc.strerror}") from exc
+
+
+def _discard(stream: Any) -> None:
+    """Point `stream`'s descriptor at the null device: what stays in its buffer could not be
+    written, and Python's last flush at exit would otherwise fail again and change the exit
+    code."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
 
 
 def _load_config(path: str | None, eval_key: str | None) -> Config:
@@ -135,13 +169,13 @@ def _use_color(fmt: str, output: str | None) -> bool:
         return False
     if chosen is not None:
         return bool(chosen)
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return sys.stdout is not None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _terminal_width(fmt: str, output: str | None) -> int | None:
     """Return the columns a table must fit in: None (full width) unless stdout is a terminal,
     whose width is $COLUMNS when set, else what the terminal reports."""
-    if fmt not in TERMINAL_FORMATS or output or not sys.stdout.isatty():
+    if fmt not in TERMINAL_FORMATS or output or sys.stdout is None or not sys.stdout.isatty():
         return None
     from shutil import get_terminal_size
 
@@ -150,7 +184,7 @@ def _terminal_width(fmt: str, output: str | None) -> int | None:
 
 def _progress(quiet: bool) -> Callable[[int, int], None] | None:
     """Return a progress callback drawing on stderr, or None when it must stay silent."""
-    if quiet or not sys.stderr.isatty():
+    if quiet or sys.stderr is None or not sys.stderr.isatty():
         return None
     started, shown = time.monotonic(), False
 
@@ -160,7 +194,7 @@ def _progress(quiet: bool) -> Callable[[int, int], None] | None:
         if shown or time.monotonic() - started >= 0.5:
             shown = True
             end = "\n" if done == total else ""
-            click.echo(f"\rauditing runs: {done}/{total}{end}", err=True, nl=False)
+            _say(f"\rauditing runs: {done}/{total}{end}", nl=False)
 
     return progress
 
@@ -208,6 +242,10 @@ def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: st
     if not locations:
         raise _no_run_found(paths)
     _warn_empty_paths(paths, [location.run_dir for location in locations], quiet)
+    if output:
+        _refuse_output_inside(output, [location.run_dir for location in locations])
+    elif sys.stdout is None:
+        _to_stdout("")  # says that stdout is closed, before a sweep is audited for nothing
     # What stays of the runs once written: their verdicts counted, and the runs that have a
     # warning or an error to print after the report.
     counts: dict[str, int] = {}
@@ -225,7 +263,7 @@ def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: st
             output, lambda write: write_report(runs(), config, lambda t: write(t.encode()))
         )
     else:
-        write_report(runs(), config, lambda text: click.echo(text, nl=False))
+        write_report(runs(), config, _to_stdout)
     _print_messages(noted, counts, output, quiet)
 
 
@@ -245,6 +283,8 @@ def _emit(
 
     report = result if shown is None else replace(result, runs=shown)
     width = _terminal_width(fmt, output)
+    if output:
+        _refuse_output_inside(output, [run.run_dir for run in result.runs])
     if fmt == "sqlite":
         from datetime import datetime, timezone
 
@@ -261,7 +301,7 @@ def _emit(
         if output:
             write_atomic(output, text)
         else:
-            click.echo(text, nl=False, color=color)
+            _to_stdout(text, color)
     _messages(result, output, quiet)
     if next_steps and width is not None and not quiet:
         from .render.fit import wrap
@@ -269,6 +309,12 @@ def _emit(
 
         # After the summary, so it is the last thing a newcomer reads.
         click.echo("\n" + wrap(next_commands(result, paths), width))
+
+
+def _refuse_output_inside(output: str, run_dirs: Iterable[str]) -> None:
+    from .report_file import refuse_inside_runs
+
+    refuse_inside_runs(output, run_dirs, f"-o {output}", "give -o a path outside it")
 
 
 def _messages(result: AuditResult, output: str | None, quiet: bool) -> None:
@@ -294,15 +340,15 @@ def _print_messages(
         for warning in () if quiet else run.warnings:
             if warning not in said:
                 said.add(warning)
-                click.echo(f"warning: {safe(run.label)}: {safe(warning)}", err=True)
+                _say(f"warning: {safe(run.label)}: {safe(warning)}")
         if run.error is not None:
             # The table only says "error": the reason (file and fix) must reach the user too.
             where = "" if run.error.startswith(run.run_dir) else f"{run.run_dir}: "
-            click.echo(f"error: {safe(where + run.error)}", err=True)
+            _say(f"error: {safe(where + run.error)}")
     if quiet:
         return
     written = f"; report written to {safe(output)}" if output else ""
-    click.echo(_summary(counts) + written, err=True)
+    _say(_summary(counts) + written)
 
 
 def _summary(counts: dict[str, int]) -> str:
@@ -324,7 +370,7 @@ def _append_step_summary(result: AuditResult, path: str) -> None:
         append_text(path, render(result, "markdown"))
     except AuditorError as exc:
         # The job summary is a courtesy: the gate's verdict still decides the exit code.
-        click.echo(f"warning: GITHUB_STEP_SUMMARY: {safe(str(exc))}", err=True)
+        _say(f"warning: GITHUB_STEP_SUMMARY: {safe(str(exc))}")
 
 
 class _Group(click.Group):
@@ -350,9 +396,57 @@ def main() -> None:
     """
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: unwinds the command (temporary files removed, worker processes
+    ended) without being taken for an error of the audit, as click takes KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    # A second signal must not cut the cleanup that this one starts short.
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
 def run() -> None:
-    """The `ckpt-audit` command as a process."""
-    main()
+    """The `ckpt-audit` command as a process: `main` with its streams and signals set up for
+    it. Only the command's own process is changed, not a program that calls `main`."""
+    _hold_standard_descriptors()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # A command started with SIGINT ignored (in the background, under nohup) keeps it so.
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _interrupt)
+    try:
+        main()
+    except Interrupted as exc:
+        received = exc.signum
+    else:
+        return
+    # The unwound frames are gone now, and with them any worker processes (their pool's cleanup
+    # runs when it is collected) and temporary files.
+    gc.collect()
+    _say(f"error: interrupted by {signal.Signals(received).name}")
+    sys.exit(128 + received)
+
+
+def _hold_standard_descriptors() -> None:
+    """Put the null device on a standard descriptor the caller closed (`>&-`), so no file the
+    command opens takes its number. sys.stdout stays None: a report for stdout is then an
+    error (see `_to_stdout`); a closed stderr only loses the messages."""
+    for descriptor in (0, 1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != descriptor:
+                os.dup2(null, descriptor)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
 
 
 @main.command()
@@ -497,17 +591,27 @@ def check(
         result = run_deploy_gate(paths, deploy, config, lambda p: _audit(p, config, quiet))
     else:
         result = _audit(paths, config, quiet, curves=fmt == "html")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY") if step_summary else None
+    if summary:
+        from .report_file import refuse_inside_runs
+
+        refuse_inside_runs(
+            summary,
+            [run.run_dir for run in result.runs],
+            f"GITHUB_STEP_SUMMARY={summary}",
+            "point it outside the audited folders, or pass --no-step-summary",
+        )
     _emit(result, fmt, "runs", output, quiet, paths)
-    if step_summary and os.environ.get("GITHUB_STEP_SUMMARY"):
-        _append_step_summary(result, os.environ["GITHUB_STEP_SUMMARY"])
+    if summary:
+        _append_step_summary(result, summary)
     code, reason = gate_exit_code(result)
     if not quiet or code == EXIT_ERROR:
         from .render.text import deploy_advice, safe
 
         advice = deploy_advice(result.deploy) if result.deploy is not None else None
         if advice is not None:
-            click.echo(advice, err=True)
-        click.echo(f"gate: {safe(reason)}", err=True)
+            _say(advice)
+        _say(f"gate: {safe(reason)}")
     sys.exit(code)
 
 
@@ -586,13 +690,12 @@ def plot(run: str, output: str, eval_key: str | None, config_path: str | None, q
     found = _single_run(_audit((run,), config, quiet), run, "plot")
     if found.error is not None:
         raise UsageError(found.error)
+    _refuse_output_inside(output, [found.run_dir])
     save_chart(found, output)
     if not quiet:
         for warning in found.warnings:
-            click.echo(f"warning: {safe(found.run_dir)}: {safe(warning)}", err=True)
-        click.echo(
-            f"{safe(found.run_dir)}: {found.verdict}; chart written to {safe(output)}", err=True
-        )
+            _say(f"warning: {safe(found.run_dir)}: {safe(warning)}")
+        _say(f"{safe(found.run_dir)}: {found.verdict}; chart written to {safe(output)}")
 
 
 @main.command("config")
@@ -611,4 +714,4 @@ def config_command(config_path: str | None) -> None:
     """
     from .config import to_yaml
 
-    click.echo(to_yaml(_load_config(config_path, None)), nl=False)
+    _to_stdout(to_yaml(_load_config(config_path, None)))

@@ -1,13 +1,25 @@
-"""Write a report file whole or not at all."""
+"""Write a report file whole or not at all, never into an audited run and never over a device."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
-from .errors import ReportWriteError
+from . import interrupts
+from .errors import ReportWriteError, UsageError
+
+# A name that stands for an open file descriptor (/dev/stdout is a link to /proc/self/fd/1): the
+# file behind it is the caller's, already opened (and maybe truncated or appended to) by a shell.
+_DESCRIPTOR_LINK = re.compile(r"^/(?:proc/[^/]+|dev)/fd/\d+$")
+# Symlink hops followed before giving up, as the kernel does (ELOOP after 40).
+_MAX_LINKS = 40
+
+Fill = Callable[[Callable[[bytes], object]], object]
 
 
 def check_writable(path: str) -> None:
@@ -26,47 +38,146 @@ def check_writable(path: str) -> None:
 
 
 def write_atomic(path: str, text: str | bytes) -> None:
-    """Write `text` (str or bytes) to `path` through a temporary file beside it and a rename.
+    """Write `text` (str or bytes) to `path`, whole or not at all (see `write_atomic_from`).
 
-    A reader sees the old file or the complete new one, never a partial report.
     Raises ReportWriteError naming the path when it cannot be written.
     """
     data = text.encode("utf-8") if isinstance(text, str) else text
     write_atomic_from(path, lambda write: write(data))
 
 
-def write_atomic_from(path: str, fill: Callable[[Callable[[bytes], object]], object]) -> None:
-    """Write what `fill(write)` writes to `path`, whole or not at all (see `write_atomic`).
+def write_atomic_from(path: str, fill: Fill) -> None:
+    """Write what `fill(write)` writes to `path`, whole or not at all.
 
-    A report streamed piece by piece this way never has to be held in memory whole.
+    A regular file (or a symlink to one: the link stays, its target is replaced) is written to
+    a temporary file beside it and renamed over it, so a reader sees the old file or the whole
+    new one; the temporary file is removed whatever stops the write, an interrupt included.
+    A pipe, a character device or a descriptor name (/dev/stdout) is written in place: a
+    rename would replace the device node, not write to it. A report streamed piece by piece
+    through `fill` never has to be held in memory whole.
+    Raises ReportWriteError naming the path when it cannot be written.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        descriptor, temporary = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder
-        )
-    except OSError as exc:
-        raise ReportWriteError(f"cannot write {path}: {exc.strerror}") from exc
+    in_place = _in_place_mode(path)
+    if in_place is not None:
+        _write_in_place(path, fill, in_place)
+        return
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
+    # An interrupt between creating the temporary file and the `try` below would leave it.
+    with interrupts.held():
+        try:
+            # Beside the target, so the rename stays on one file system; a short fixed prefix,
+            # so a name already near the 255-byte limit still has room for it.
+            descriptor, temporary = tempfile.mkstemp(
+                prefix=".ckpt-audit-", suffix=".tmp", dir=folder
+            )
+        except OSError as exc:
+            raise _write_error(path, exc) from exc
     try:
         with os.fdopen(descriptor, "wb") as handle:
             fill(handle.write)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError as exc:
+        os.replace(temporary, target)
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
-        raise ReportWriteError(f"cannot write {path}: {exc.strerror}") from exc
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
+        raise
 
 
 def append_text(path: str, text: str) -> None:
     """Append `text` to the file at `path` (created when missing), as CI job summaries expect.
 
-    Raises ReportWriteError naming the path when it cannot be written.
+    Never waits for a pipe that nothing reads. Raises ReportWriteError naming the path when it
+    cannot be written.
     """
     try:
-        with open(path, "a", encoding="utf-8") as handle:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise _append_error(path, exc) from exc
+    try:
+        os.set_blocking(descriptor, True)
+        with os.fdopen(descriptor, "w", encoding="utf-8", errors="surrogateescape") as handle:
             handle.write(text)
     except OSError as exc:
-        raise ReportWriteError(f"cannot append to {path}: {exc.strerror}") from exc
+        raise _append_error(path, exc) from exc
+
+
+def refuse_inside_runs(path: str, runs: Iterable[str], named: str, fix: str) -> None:
+    """Raise UsageError when writing `path` would land in one of `runs` (run folders, or bare
+    trainer_state.json files): the auditor never writes into what it audits. `named` is how the
+    user gave the path (`-o out.json`), `fix` says what to do instead."""
+    landing = os.path.realpath(path)
+    for run in runs:
+        audited = os.path.realpath(run)
+        if landing == audited or landing.startswith(audited.rstrip(os.sep) + os.sep):
+            raise UsageError(
+                f"{named}: that is inside the audited run {run}, and the auditor "
+                f"never writes into the folders it audits; {fix}"
+            )
+
+
+def _in_place_mode(path: str) -> int | None:
+    """Return the open flags for writing `path` in place, or None when it takes a rename.
+
+    Raises ReportWriteError for a block device: a report written over a disk destroys it.
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None  # missing (or a dangling link): created by the rename
+    if stat.S_ISBLK(info.st_mode):
+        raise ReportWriteError(
+            f"cannot write {path}: it is a block device (a disk), not a report file"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        # No O_CREAT: it exists. O_NONBLOCK: a pipe nobody reads fails at once, not never.
+        return os.O_WRONLY | os.O_NONBLOCK
+    if any(_DESCRIPTOR_LINK.match(hop) for hop in _links(path)):
+        # The shell opened this file for us (`> file` truncated it, `>> file` appends).
+        return os.O_WRONLY | os.O_APPEND
+    return None
+
+
+def _links(path: str) -> Iterator[str]:
+    """Yield the absolute paths a chain of symlinks at `path` passes through."""
+    hop = os.path.abspath(path)
+    for _ in range(_MAX_LINKS):
+        yield hop
+        try:
+            link = os.readlink(hop)
+        except OSError:
+            return
+        hop = os.path.normpath(os.path.join(os.path.dirname(hop), link))
+
+
+def _write_in_place(path: str, fill: Fill, flags: int) -> None:
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    try:
+        os.set_blocking(descriptor, True)
+        with os.fdopen(descriptor, "wb") as handle:
+            fill(handle.write)
+            handle.flush()
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+
+
+def _write_error(path: str, exc: OSError) -> ReportWriteError:
+    return ReportWriteError(f"cannot write {path}: {_reason(exc)}")
+
+
+def _append_error(path: str, exc: OSError) -> ReportWriteError:
+    return ReportWriteError(f"cannot append to {path}: {_reason(exc)}")
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ENXIO:
+        # What opening a pipe without blocking says when no program reads it.
+        return "it is a pipe that no program is reading"
+    return exc.strerror or str(exc)
