@@ -20,8 +20,11 @@ Progress = Callable[[int, int], None]
 PARALLEL_FROM_RUNS = 64
 
 
+PathArgument = str | os.PathLike[str]
+
+
 def audit(
-    *paths: str | os.PathLike[str],
+    *paths: PathArgument | list[PathArgument] | tuple[PathArgument, ...],
     config: Config | None = None,
     progress: Progress | None = None,
     curves: bool = True,
@@ -29,19 +32,37 @@ def audit(
 ) -> AuditResult:
     """Return the audit of every run found below `paths` (folders or trainer_state.json files).
 
-    An unreadable run becomes a RunResult with verdict "error"; it never stops the others.
-    Raises UsageError when a path does not exist, or when `config.eval_key` names a key that
-    no readable run logs. `progress(done, total)` is called per run.
+    Each path is a str or an os.PathLike (pathlib.Path), or a list or tuple of them; anything
+    else (bytes, a generator, a number) raises UsageError naming what is accepted, as does a
+    path that does not exist or a `config.eval_key` that no readable run logs. An unreadable run
+    becomes a RunResult with verdict "error"; it never stops the others. `progress(done, total)`
+    is called per run.
     With `curves` False, runs carry no train loss curve (`RunResult.train_losses` is empty),
     which keeps the memory of a large sweep's audit small. `jobs` worker processes share the
     runs (default: $CKPT_AUDIT_JOBS, else one per CPU once there are 64 runs or more); they are
     forked, so where os.fork is missing (Windows) or other threads run, this process audits all.
     """
     cfg = config or Config()
-    locations = discover([os.fspath(p) for p in paths])
+    locations = discover(_path_list(paths))
     runs = tuple(audit_locations(locations, cfg, progress, curves, jobs))
     check_eval_key(runs, cfg)
     return AuditResult(runs, cfg)
+
+
+def _path_list(paths: tuple[object, ...]) -> list[str]:
+    """Return `paths` (each a path, or a list or tuple of paths) as one list of str paths."""
+    found: list[str] = []
+    for argument in paths:
+        for path in argument if isinstance(argument, (list, tuple)) else (argument,):
+            text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+            if not isinstance(text, str):
+                raise UsageError(
+                    "audit() takes paths as str or os.PathLike (such as pathlib.Path), or a list "
+                    f"of them; got {type(path).__name__}"
+                    + (" (decode it with os.fsdecode)" if isinstance(text or path, bytes) else "")
+                )
+            found.append(text)
+    return found
 
 
 def audit_locations(

@@ -6,6 +6,8 @@ import dataclasses
 import math
 import os
 import re
+import reprlib
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,20 +78,41 @@ class Config:
 
 
 _FLOAT_KEYS = ("perplexity_cap", "improvement_bonus", "min_gap_delta")
+#: A config is a few hundred bytes; anything this large is another file given by mistake.
+MAX_CONFIG_BYTES = 64 * 1024
+#: Anchors and aliases are fine YAML; hundreds of them only serve to blow a value up.
+MAX_ALIASES = 20
+#: Longer numbers than this are no setting (int() of thousands of digits is refused anyway).
+_MAX_NUMBER_CHARACTERS = 100
+
+# Values are repeated in messages: a nested or huge value is cut, never written out whole.
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxother = 2, 4, 4, 60, 60
+
+
+def _shown(value: Any) -> str:
+    """Return a short repr of `value` for a message, whatever its size or nesting."""
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return _SHOWN.repr(value)
 
 
 def _number(value: Any, key: str, source: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
-    return float(value)
+        raise ConfigError(f"{source}: '{key}' must be a number, got {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(f"{source}: '{key}' must be a finite number, got {_shown(value)}")
+    return number
 
 
 def _at_least_zero(value: Any, key: str, source: str) -> float:
     number = _number(value, key, source)
     if number < 0:
-        raise ConfigError(f"{source}: '{key}' must be 0 or more, got {value!r}")
+        raise ConfigError(f"{source}: '{key}' must be 0 or more, got {_shown(value)}")
     return number
 
 
@@ -147,7 +170,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "config") -> Conf
         if value not in TRAIN_LOSS_PAIRINGS:
             raise ConfigError(
                 f"{source}: 'train_loss' must be one of {', '.join(TRAIN_LOSS_PAIRINGS)},"
-                f" got {value!r}"
+                f" got {_shown(value)}"
             )
         kwargs["train_loss"] = value
     if "fail_on" in data:
@@ -157,7 +180,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "config") -> Conf
         if not isinstance(value, (list, tuple)) or any(v not in FAIL_ON_CHOICES for v in value):
             raise ConfigError(
                 f"{source}: 'fail_on' must be a list drawn from {', '.join(FAIL_ON_CHOICES)},"
-                f" got {value!r}"
+                f" got {_shown(value)}"
             )
         kwargs["fail_on"] = tuple(value)
     if "noise_k" in data:
@@ -202,20 +225,50 @@ _FLOAT_1_2 = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 def _loader() -> type:
     import yaml
 
+    merge_tag = "tag:yaml.org,2002:merge"
+
     class Loader(yaml.SafeLoader):
-        """Safe loader that reads 1e-3 as a float and refuses a key given twice."""
+        """Safe loader that reads 1e-3 as a float, refuses a key given twice, a key that is
+        not a name, a number too long to be a setting and more than MAX_ALIASES aliases."""
+
+        aliases = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_ALIASES:
+                    line = self.peek_event().start_mark.line + 1
+                    raise ConfigError(
+                        f"more than {MAX_ALIASES} aliases (line {line}): a config needs few, "
+                        "and many only blow it up"
+                    )
+            return super().compose_node(parent, index)
 
         def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
             seen = set()
             for key_node, _ in node.value:
+                if key_node.tag == merge_tag:
+                    continue  # `<<: *defaults`: its keys may be overridden here, not repeated
                 key = self.construct_object(key_node, deep=deep)
-                if key in seen:
+                line = key_node.start_mark.line + 1
+                if isinstance(key, (list, dict)):
                     raise ConfigError(
-                        f"'{key}' is given twice (line {key_node.start_mark.line + 1})"
+                        f"a key must be a name, not a {type(key).__name__} (line {line})"
                     )
+                if key in seen:
+                    raise ConfigError(f"'{key}' is given twice (line {line})")
                 seen.add(key)
             return dict(super().construct_mapping(node, deep=deep))
 
+        def construct_yaml_int(self, node: Any) -> int:
+            if len(str(node.value)) > _MAX_NUMBER_CHARACTERS:
+                raise ConfigError(
+                    f"a number of {len(str(node.value))} characters (line "
+                    f"{node.start_mark.line + 1}) is too long to be a setting"
+                )
+            return int(super().construct_yaml_int(node))
+
+    Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789."))
     return Loader
 
@@ -226,8 +279,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
     name = os.fspath(path)
     try:
-        with open(name, encoding="utf-8") as handle:
-            data = yaml.load(handle, Loader=_loader())  # a SafeLoader: builds plain data only
+        text = _read_config_text(name)
+        data = yaml.load(text, Loader=_loader())  # a SafeLoader: builds plain data only
     except ConfigError as exc:
         raise ConfigError(f"{name}: {exc}") from exc
     except OSError as exc:
@@ -237,6 +290,26 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     if data is None:
         return Config()
     return config_from_mapping(data, source=name)
+
+
+def _read_config_text(name: str) -> str:
+    """Return the text of the config file `name`: a regular file of MAX_CONFIG_BYTES or less.
+
+    Opened without blocking, so a pipe or device in its place is refused, not waited on.
+    """
+    descriptor = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a pipe or a device"
+            raise ConfigError(f"cannot read the config file (it is {kind}, not a file)")
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"cannot read the config file (larger than {MAX_CONFIG_BYTES // 1024} KiB: a config "
+            "is a few hundred bytes; is it the right file?)"
+        )
+    return data.decode("utf-8")
 
 
 # What each key means, printed above it by `ckpt-audit config`.

@@ -26,6 +26,10 @@ MAX_TRAIN_POINTS = 400
 #: Beyond this many evaluations a dot per evaluation is noise (and bytes): the line alone is drawn.
 MAX_EVAL_MARKERS = 150
 
+#: Losses larger than this (in size) are left off the chart with a note: matplotlib's transforms
+#: overflow near the largest float, and such a loss diverged long before.
+MAX_PLOTTED_LOSS = 1e100
+
 TRAIN_COLOUR = "#4c72b0"
 EVAL_COLOUR = "#dd8452"
 EVAL_ONLY_COLOUR = "#c0392b"
@@ -51,6 +55,10 @@ _STYLE: dict[str, Any] = {
 }
 
 
+class ChartError(AuditorError):
+    """matplotlib could not draw a run's chart; the message says why."""
+
+
 class PlotUnavailableError(AuditorError):
     """matplotlib, the optional charting library, is not installed."""
 
@@ -71,12 +79,20 @@ def chart_bytes(run: RunResult, fmt: str, title: str | None = None) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     buffer = io.BytesIO()
-    with _style():
-        figure = draw(run, title)
-        FigureCanvasAgg(figure)
-        metadata = {"Date": None} if fmt == "svg" else None
-        dpi = 150 if fmt == "png" else 72
-        figure.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata)
+    try:
+        with _style():
+            figure = draw(run, title)
+            FigureCanvasAgg(figure)
+            metadata = {"Date": None} if fmt == "svg" else None
+            dpi = 150 if fmt == "png" else 72
+            figure.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata)
+    except (ValueError, ArithmeticError) as exc:
+        # Losses are kept in a range matplotlib can draw; should another value still defeat
+        # it (its numeric errors, numpy's LinAlgError, are ValueErrors), the run loses its
+        # chart, never the report.
+        raise ChartError(
+            f"matplotlib could not draw the chart ({type(exc).__name__}: {exc})"
+        ) from exc
     return buffer.getvalue()
 
 
@@ -111,13 +127,18 @@ def draw(run: RunResult, title: str | None = None) -> Figure:
     # Fixed margins instead of a layout engine: it would lay every chart out twice.
     figure.subplots_adjust(left=0.08, right=0.985, top=0.92 if title else 0.95, bottom=0.25)
     ax = figure.add_subplot()
-    train = [(s, v) for s, v in run.train_losses if math.isfinite(v)]
+    train = [(s, v) for s, v in run.train_losses if _plotted(v)]
     evals = [
         (c.step, c.eval_loss, c.on_disk)
         for c in run.checkpoints
-        if c.eval_loss is not None and math.isfinite(c.eval_loss)
+        if c.eval_loss is not None and _plotted(c.eval_loss)
     ]
     values = [v for _, v in train] + [v for _, v, _ in evals]
+    too_large = [
+        v
+        for v in [v for _, v in run.train_losses] + [c.eval_loss for c in run.checkpoints]
+        if v is not None and math.isfinite(v) and not _plotted(v)
+    ]
 
     spans = overfit_spans(run)
     for start, end in spans:
@@ -182,11 +203,16 @@ def draw(run: RunResult, title: str | None = None) -> Figure:
     if spans:
         ax.axvspan(0, 0, color=SHADE_COLOUR, alpha=0.45, lw=0, label="train falls, eval rises")
     clipped = _set_limits(ax, run, values)
-    if clipped is not None:
+    off_chart = []
+    if clipped is not None or any(v > 0 for v in too_large):
+        off_chart.append(f"loss up to {max([v for v in too_large if v > 0] + [clipped or 0]):.3g}")
+    if any(v < 0 for v in too_large):
+        off_chart.append(f"down to {min(too_large):.3g}")
+    if off_chart:
         ax.text(
             1.0,
             1.01,
-            f"off the chart: loss up to {clipped:.3g}",
+            f"off the chart: {', '.join(off_chart)}",
             transform=ax.transAxes,
             ha="right",
             va="bottom",
@@ -200,7 +226,8 @@ def draw(run: RunResult, title: str | None = None) -> Figure:
     ax.grid(True, color="#e5e5e5", lw=0.6)
     ax.set_axisbelow(True)
     if not values:
-        ax.text(0.5, 0.5, "no finite losses logged", transform=ax.transAxes, ha="center")
+        nothing = "no loss small enough to draw" if too_large else "no finite losses logged"
+        ax.text(0.5, 0.5, nothing, transform=ax.transAxes, ha="center")
     else:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=6, handlelength=1.6)
     return figure
@@ -219,7 +246,7 @@ def _mark_picks(ax: Any, run: RunResult) -> None:
 
 
 def _mark(ax: Any, row: CheckpointResult, label: str, colour: str, offset: tuple[int, int]) -> None:
-    if not _finite(row.eval_loss):
+    if row.eval_loss is None or not _plotted(row.eval_loss):
         return
     ax.plot(
         [row.step],
@@ -257,7 +284,10 @@ def _mark(ax: Any, row: CheckpointResult, label: str, colour: str, offset: tuple
 
 
 def _eval_label(run: RunResult, evals: list[tuple[int, float, bool]]) -> str:
-    name = run.eval_key or "eval loss"
+    from .render.text import safe
+
+    # A key with an undecodable byte holds a lone surrogate, which no font can draw.
+    name = safe(run.eval_key) if run.eval_key else "eval loss"
     markers = len(evals) <= MAX_EVAL_MARKERS
     if run.history_only or not markers or all(on_disk for _, _, on_disk in evals):
         return name
@@ -284,6 +314,10 @@ def _name(row: CheckpointResult) -> str:
 
 def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
+
+
+def _plotted(value: float) -> bool:
+    return math.isfinite(value) and abs(value) <= MAX_PLOTTED_LOSS
 
 
 @contextmanager

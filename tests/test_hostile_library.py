@@ -1,0 +1,125 @@
+"""Hostile values for the HTML report and chart, the library's arguments and --deploy names."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import auditor
+from auditor.cli import main
+from auditor.errors import UsageError
+
+FLAGGED = "sweep/run-0000"
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def set_losses(run: Path, loss: Callable[[int, float], float], key: str = "eval_loss") -> None:
+    """Replace every `key` value of the run's histories by `loss(index, value)`."""
+    for path in run.rglob("trainer_state.json"):
+        document = json.loads(path.read_text())
+        for index, entry in enumerate(document["log_history"]):
+            if key in entry:
+                entry[key] = loss(index, entry[key])
+        path.write_text(json.dumps(document, indent=2))
+
+
+# Losses at the ends of the float range: matplotlib's transforms overflow on them.
+EXTREMES: dict[str, tuple[Callable[[int, float], float], Callable[[int, float], float]]] = {
+    "largest floats": (lambda i, v: 1.7e308, lambda i, v: 1.7e308),
+    "both signs": (lambda i, v: (-1.5e308, 1.4e308)[i % 2], lambda i, v: v),
+    "some huge, some sane": (lambda i, v: 1e300 if v > 0.8 else v, lambda i, v: v),
+    "subnormal": (lambda i, v: 5e-324 * (i + 1), lambda i, v: 5e-324),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXTREMES))
+def test_extreme_losses_still_make_a_page_and_a_chart(copy_run, tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    run = copy_run(FLAGGED, "run")
+    evals, trains = EXTREMES[name]
+    set_losses(run, evals)
+    set_losses(run, trains, key="loss")
+
+    page = cli("scan", "run", "--format", "html", "-o", "report.html")
+    chart = cli("plot", "run", "-o", "run.png")
+
+    assert page.exit_code == 0, page.stderr
+    assert chart.exit_code == 0, chart.stderr
+    text = (tmp_path / "report.html").read_text()
+    assert '<figure class="chart"><svg' in text
+    if name != "subnormal":
+        assert "off the chart: " in text
+    assert (tmp_path / "run.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_undecodable_names_and_keys_are_drawn_as_escapes(copy_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = os.fsdecode(b"run\xff")
+    run = copy_run(FLAGGED, name)
+    for path in run.rglob("trainer_state.json"):
+        path.write_text(path.read_text().replace('"eval_loss"', '"eval_\\udcff_loss"'))
+
+    page = cli("report", name, "-o", "report.html")
+    chart = cli("plot", name, "-o", "run.svg")
+
+    assert page.exit_code == 0, page.stderr
+    assert chart.exit_code == 0, chart.stderr
+    assert "eval_\\udcff_loss" in (tmp_path / "report.html").read_text()
+    assert "run\\udcff" in (tmp_path / "run.svg").read_text()
+
+
+# --- auditor.audit() arguments -------------------------------------------------------------
+
+
+def test_audit_takes_a_list_or_tuple_of_paths_and_path_likes(fixtures_dir):
+    sweep = fixtures_dir / "sweep"
+    one = auditor.audit(sweep / "run-0000", str(sweep / "run-0001"))
+
+    assert auditor.audit([sweep / "run-0000", str(sweep / "run-0001")]) == one
+    assert auditor.audit((str(sweep / "run-0000"),), [sweep / "run-0001"]) == one
+    assert [r.verdict for r in one.runs] == ["overfit", "agree"]
+
+
+@pytest.mark.parametrize(
+    ("argument", "named"),
+    [
+        (b"fixtures", "got bytes (decode it with os.fsdecode)"),
+        ((p for p in ["fixtures"]), "got generator"),
+        (3, "got int"),
+        (None, "got NoneType"),
+        ([["fixtures"]], "got list"),
+        ({"fixtures"}, "got set"),
+    ],
+    ids=["bytes", "generator", "int", "None", "nested list", "set"],
+)
+def test_audit_refuses_other_arguments_naming_what_it_takes(argument, named):
+    with pytest.raises(UsageError) as caught:
+        auditor.audit(argument)
+    message = str(caught.value)
+    assert message.startswith("audit() takes paths as str or os.PathLike (such as pathlib.Path)")
+    assert message.endswith(named)
+
+
+# --- --deploy names ---------------------------------------------------------------------------
+
+
+def test_deploy_a_checkpoint_named_with_leading_zeros(copy_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = copy_run(FLAGGED, "run")
+    (run / "checkpoint-500").rename(run / "checkpoint-00500")
+
+    shipped = cli("check", "--deploy", "run/checkpoint-00500")
+    safe = cli("check", "--deploy", "run/checkpoint-400/")
+
+    assert shipped.exit_code == 1, shipped.stderr
+    assert "gate: FAIL: deploying checkpoint-00500 overfits by 0.731" in shipped.stderr
+    assert safe.exit_code == 0, safe.stderr
+    assert "checkpoint-400 is the scorer's pick" in safe.stdout + safe.stderr
