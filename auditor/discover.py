@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from typing import Any, NamedTuple
@@ -34,19 +35,23 @@ class RunLocation(NamedTuple):
 
     `history_only` runs (a bare trainer_state.json, one checkpoint folder given alone, or an
     output folder without checkpoint folders) have no checkpoint folders to choose from: every
-    evaluated step is a candidate.
+    evaluated step is a candidate. A folder the walk could not enter is a location `refused`
+    (why, and the fix): runs may hide below it, so it is reported, never skipped.
     """
 
     run_dir: str
     state_file: str | None
     history_only: bool = False
     notes: tuple[str, ...] = ()
-    #: Why this path given by the user is no run (a stray file): reported as an unreadable run.
+    #: Why this path is no run that can be read (a stray file given by the user, a folder the
+    #: walk cannot enter): reported as an unreadable run, never skipped.
     refused: str | None = None
     #: The `auditor.sources.Found` of a run another framework wrote (Lightning, MLflow...).
     found: Any = None
     #: A Trainer run with a runs/ folder: its TensorBoard args may name the Trainer's metric.
     tensorboard: bool = False
+    #: Subfolders named like checkpoints that are runs of their own (see `_holds_checkpoints`).
+    not_checkpoints: tuple[str, ...] = ()
 
 
 class _Listing(NamedTuple):
@@ -71,6 +76,12 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[RunLocation]:
     seen_runs: set[str] = set()
     seen_dirs: set[tuple[int, int]] = set()
     for path in paths:
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            raise UsageError(f"{path}: no such file or folder") from None
+        except OSError as exc:
+            raise UsageError(f"{path}: {_cannot_enter(exc)}") from None
         if os.path.isfile(path):
             # A stray file among many paths (`scan outputs/*` with a README.md) is a row that
             # says so, never the end of the scan.
@@ -88,7 +99,8 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[RunLocation]:
                 found = [RunLocation(path, path, history_only=True, refused=refused)]
         elif os.path.isdir(path):
             name = os.path.basename(os.path.normpath(path))
-            if checkpoint_step(name) is not None or name == LAST_CHECKPOINT:
+            is_checkpoint = checkpoint_step(name) is not None or name == LAST_CHECKPOINT
+            if is_checkpoint and not _holds_checkpoints(path):
                 state = os.path.join(path, STATE_FILE)
                 found = [RunLocation(path, state, history_only=True)]
             else:
@@ -127,17 +139,52 @@ def checkpoints_of(location: RunLocation) -> tuple[CheckpointDir, ...]:
     (last-checkpoint/ last); none for a history-only run or a folder that cannot be listed."""
     if location.history_only:
         return ()
-    listing = _list(location.run_dir)
-    return tuple(listing.checkpoints) if listing is not None else ()
-
-
-def _list(folder: str) -> _Listing | None:
-    """Return what `folder` holds that matters here, or None when it cannot be listed."""
     try:
-        with os.scandir(folder) as entries:
-            listing = sorted(entries, key=lambda e: e.name)
+        listing = _list(location.run_dir, location.not_checkpoints)
     except OSError:
-        return None
+        return ()
+    return tuple(listing.checkpoints)
+
+
+def _cannot_enter(exc: OSError) -> str:
+    """Return why a folder cannot be entered, and the fix."""
+    if exc.errno == errno.ENAMETOOLONG:
+        fix = "the path is longer than the system allows: audit it from a folder nearer to it"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        fix = "give read and search permission on it"
+    else:
+        fix = "check the folder"
+    return (
+        f"cannot be listed ({exc.strerror}), so runs below it are not audited; {fix}, "
+        "or pass --allow-unreadable to let check pass without them"
+    )
+
+
+def _holds_checkpoints(folder: str) -> bool:
+    """Return True when `folder`, named like a checkpoint, holds checkpoint folders: it is the
+    output folder of a run (a Trainer's output_dir may be named checkpoint-N), not a save."""
+    try:
+        # A folder's link count is 2 plus its subfolders where the file system keeps it (1 where
+        # it does not): a checkpoint without subfolders, the usual one, costs no listing.
+        if os.stat(folder).st_nlink == 2:
+            return False
+        with os.scandir(folder) as entries:
+            return any(
+                (checkpoint_step(e.name) is not None or e.name == LAST_CHECKPOINT) and e.is_dir()
+                for e in entries
+            )
+    except OSError:
+        return False
+
+
+def _list(folder: str, not_checkpoints: tuple[str, ...] | None = None) -> _Listing:
+    """Return what `folder` holds that matters here; raise OSError when it cannot be listed.
+
+    Subfolders named like checkpoints are looked into (a stat each) unless `not_checkpoints`
+    already names those that are runs, as the walk found them.
+    """
+    with os.scandir(folder) as entries:
+        listing = sorted(entries, key=lambda e: e.name)
     checkpoints: list[CheckpointDir] = []
     notes: list[str] = []
     state_file = None
@@ -149,12 +196,20 @@ def _list(folder: str) -> _Listing | None:
             continue
         try:
             is_dir = entry.is_dir()
-        except OSError:
-            continue
+        except OSError as exc:
+            # A link to itself or to nothing is no folder; anything else (no permission to
+            # look) might be one: the walk tries to enter it, and says so when it cannot.
+            is_dir = exc.errno not in (errno.ELOOP, errno.ENOENT)
         if not is_dir:
             continue
         step = checkpoint_step(name)
-        if step is not None:
+        if (step is not None or name == LAST_CHECKPOINT) and (
+            name in not_checkpoints
+            if not_checkpoints is not None
+            else _holds_checkpoints(entry.path)
+        ):
+            subfolders.append(entry.path)
+        elif step is not None:
             checkpoints.append(CheckpointDir(name, entry.path, step))
         elif name == LAST_CHECKPOINT:
             checkpoints.append(CheckpointDir(name, entry.path, None))
@@ -178,15 +233,16 @@ def _walk(root: str, seen_dirs: set[tuple[int, int]]) -> list[RunLocation]:
         folder = stack.pop()
         try:
             info = os.stat(folder)
-        except OSError:
-            continue
-        # A symlink may lead back up the tree or to a folder already walked: visit each once.
-        identity = (info.st_dev, info.st_ino)
-        if identity in seen_dirs:
-            continue
-        seen_dirs.add(identity)
-        listing = _list(folder)
-        if listing is None:
+            # A symlink may lead back up the tree or to a folder already walked: visit each once.
+            identity = (info.st_dev, info.st_ino)
+            if identity in seen_dirs:
+                continue
+            seen_dirs.add(identity)
+            listing = _list(folder)
+        except FileNotFoundError:
+            continue  # removed while the walk ran
+        except OSError as exc:
+            runs.append(RunLocation(folder, None, refused=_cannot_enter(exc)))
             continue
         subfolders = listing.subfolders
         if listing.checkpoints or listing.state_file is not None:
@@ -197,6 +253,12 @@ def _walk(root: str, seen_dirs: set[tuple[int, int]]) -> list[RunLocation]:
                     history_only=not listing.checkpoints,
                     notes=tuple(listing.notes),
                     tensorboard=os.path.join(folder, TENSORBOARD_FOLDER) in subfolders,
+                    not_checkpoints=tuple(
+                        os.path.basename(sub)
+                        for sub in listing.subfolders
+                        if _CHECKPOINT.match(os.path.basename(sub))
+                        or os.path.basename(sub) == LAST_CHECKPOINT
+                    ),
                 )
             )
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,117 @@ def test_memory_stays_bounded_on_a_50_mb_history(tmp_path):
     # Parsed JSON costs a few times its text, and the run's two files are both read (the
     # history and the final checkpoint's own, to check they belong together).
     assert growth < 8 * 2 * size, f"peak memory grew {growth / 1e6:.0f} MB"
+
+
+# --- folders the walk cannot enter, and runs named like checkpoints -------------------------
+
+
+def as_unprivileged(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m auditor ARGS` so that file modes apply to it: root reads through them,
+    so as root it runs without the capabilities that let it (setpriv drops them)."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("as root, denying a folder needs setpriv (util-linux) to drop privileges")
+        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "auditor", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def denied(copy_run, monkeypatch, tmp_path: Path):
+    """outputs/ with a flagged run that can be read and, below folders whose permission the
+    test takes away, two healthy runs; the permissions come back at teardown."""
+    monkeypatch.chdir(tmp_path)
+    copy_run("sweep/run-0000", "outputs/readable")
+    copy_run("sweep/run-0001", "outputs/closed")
+    copy_run("sweep/run-0001", "outputs/group/inner")
+    taken: list[Path] = []
+
+    def deny(folder: str, mode: int = 0) -> None:
+        (tmp_path / folder).chmod(mode)
+        taken.append(tmp_path / folder)
+
+    yield deny
+    for folder in taken:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("folder", "mode"),
+    [("outputs/closed", 0), ("outputs/group", 0), ("outputs/group", 0o111)],
+    ids=["run, no access", "folder on the way, no access", "no listing"],
+)
+def test_a_folder_the_walk_cannot_enter_fails_the_gate_closed(denied, folder, mode):
+    denied(folder, mode)
+
+    gate = as_unprivileged("check", "outputs")
+    allowed = as_unprivileged("check", "outputs", "--allow-unreadable")
+    scan = as_unprivileged("scan", "outputs", "--format", "json")
+
+    assert gate.returncode == 2, gate.stderr
+    message = (
+        f"error: {folder}: cannot be listed (Permission denied), so runs below it are not "
+        "audited; give read and search permission on it, or pass --allow-unreadable"
+    )
+    assert message in gate.stderr
+    assert "gate: 1 run(s) could not be read; the gate fails closed" in gate.stderr
+    assert "Traceback" not in gate.stderr + allowed.stderr + scan.stderr
+    # With the unreadable folder accepted, the gate judges the rest: the flagged run fails it.
+    assert allowed.returncode == 1, allowed.stderr
+    assert scan.returncode == 0
+    rows = {r["run_dir"]: r["verdict"] for r in json.loads(scan.stdout)["runs"]}
+    assert rows[folder] == "error"
+
+
+def test_a_path_deeper_than_the_system_allows_fails_the_gate_closed(copy_run, tmp_path):
+    source = copy_run("sweep/run-0001", "source")
+    limit = os.pathconf(tmp_path, "PC_PATH_MAX")
+    name = "d" * 200
+    levels = limit // (len(name) + 1) + 1
+    # Built level by level from open folders: no path this long can be given to mkdir.
+    descriptor = os.open(tmp_path, os.O_RDONLY)
+    try:
+        for _ in range(levels):
+            os.mkdir(name, dir_fd=descriptor)
+            inner = os.open(name, os.O_RDONLY, dir_fd=descriptor)
+            os.close(descriptor)
+            descriptor = inner
+        os.mkdir("run", dir_fd=descriptor)
+        state = (source / "trainer_state.json").read_bytes()
+        out = os.open("run/trainer_state.json", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=descriptor)
+        os.write(out, state)
+        os.close(out)
+    finally:
+        os.close(descriptor)
+    (tmp_path / "source").rename(tmp_path / "readable")
+
+    result = CliRunner().invoke(main, ["check", str(tmp_path)])
+
+    assert result.exit_code == 2
+    assert (
+        "cannot be listed (File name too long), so runs below it are not audited; the path "
+        "is longer than the system allows" in result.stderr
+    )
+
+
+@pytest.mark.parametrize("finished", [True, False], ids=["finished", "still training"])
+def test_a_run_whose_folder_is_named_checkpoint_n_is_audited(copy_run, tmp_path, finished):
+    run = copy_run("sweep/run-0000", "outputs/checkpoint-5")
+    if not finished:
+        (run / "trainer_state.json").unlink()  # the Trainer writes it when training ends
+
+    walked = CliRunner().invoke(main, ["check", str(tmp_path / "outputs"), "--format", "json"])
+    given = CliRunner().invoke(main, ["check", str(run), "--format", "json"])
+
+    for result in (walked, given):
+        assert result.exit_code == 1, result.stderr
+        (report,) = json.loads(result.stdout)["runs"]
+        assert report["run_dir"] == str(run)
+        assert report["verdict"] == "overfit"
+        assert report["eval_only_pick"]["checkpoint"] == "checkpoint-500"
