@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import reprlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,9 @@ from .read import RunRecord
 from .results import CheckpointResult, DeployJudgement, Pick, RunResult
 from .score import gap_ratio, is_finite, overfit_ratio, perplexity, score
 
-_CHECKPOINT_TAIL = re.compile(r"(?:^|[\\/])(checkpoint-(\d+))[\\/]*$")
+# A folder name has at most 255 bytes: a longer step names no folder (and int() refuses one of
+# thousands of digits). ASCII digits only, as the Trainer writes them.
+_CHECKPOINT_TAIL = re.compile(r"(?:^|[\\/])(checkpoint-([0-9]{1,250}))[\\/]*$")
 #: The smoothed pick is reported from this many finite evaluations on: on simulated runs it
 #: beat the eval-only pick in every regime with 20 or more and lost in most with 5
 #: (docs/selection.md); in between it was not measured.
@@ -263,8 +266,8 @@ def _trainer_best(record: RunRecord) -> tuple[Pick | None, str | None]:
                 )
             return Pick(on_disk.get(step, name), step), None
         return None, (
-            f"best_model_checkpoint {state.best_model_checkpoint!r} does not end in "
-            "checkpoint-<step>: the Trainer's best is not known"
+            f"best_model_checkpoint {reprlib.repr(state.best_model_checkpoint)} does not end in "
+            "a checkpoint-<step> folder name: the Trainer's best is not known"
         )
     step_value = state.best_global_step
     if step_value is None:

@@ -12,11 +12,12 @@ from .errors import UsageError
 STATE_FILE = "trainer_state.json"
 #: The Trainer's TensorBoardCallback writes into <output_dir>/runs/<date>_<host>/.
 TENSORBOARD_FOLDER = "runs"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# ASCII digits only: int() also reads Arabic-Indic or fullwidth digits, which no Trainer writes.
+_CHECKPOINT = re.compile(r"^checkpoint-([0-9]+)$")
 # The Trainer's hub_strategy="checkpoint" keeps a copy of the newest checkpoint under this name.
 LAST_CHECKPOINT = "last-checkpoint"
 # Recent Trainer versions stage a save in tmp-checkpoint-N and rename it when complete.
-_STAGING = re.compile(r"^(tmp-checkpoint-\d+|checkpoint-\d+\..+)$")
+_STAGING = re.compile(r"^(tmp-checkpoint-[0-9]+|checkpoint-[0-9]+\..+)$")
 _LOOKS_LIKE_CHECKPOINT = re.compile(r"^checkpoint-")
 
 

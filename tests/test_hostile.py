@@ -476,3 +476,23 @@ def test_deploy_from_an_unreadable_run_is_an_error(gate_tree):
     assert result.exit_code == 2
     assert result.stderr.startswith("error: --deploy outputs/broken/checkpoint-300: ")
     assert "is empty" in result.stderr
+
+
+def test_a_best_model_checkpoint_of_5000_digits_stops_no_run(two_runs):
+    broken, _ = two_runs
+    for path in state_files(broken):
+        document = json.loads(path.read_text())
+        document["best_model_checkpoint"] = "/old/place/checkpoint-" + "9" * 5000
+        path.write_text(json.dumps(document, indent=2))
+
+    result = cli("scan", "outputs")
+
+    assert_clean(result)
+    assert result.exit_code == 0
+    assert_other_run_audited(result)
+    warning = next(line for line in result.stderr.splitlines() if "best_model_checkpoint" in line)
+    assert warning.startswith("warning: outputs/broken: best_model_checkpoint '/old/place/")
+    assert warning.endswith(
+        "does not end in a checkpoint-<step> folder name: the Trainer's best is not known"
+    )
+    assert len(warning) < 300
