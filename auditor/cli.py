@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import signal
@@ -13,10 +12,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from . import __version__
+from . import __version__, interrupts
 from .choices import DEFAULT_CONFIG_NAME, HISTORY_SUFFIXES, SORT_KEYS
-from .errors import AuditorError, ReportWriteError, UsageError
+from .errors import AuditorError, UsageError
 from .render import FILE_FORMATS, RENDERERS, TERMINAL_FORMATS, render
+from .streams import hold_standard_descriptors, require_stdout, say, to_stdout
 
 # The audit itself is imported by the commands that run it: `--help` stays as quick as click.
 if TYPE_CHECKING:
@@ -30,39 +30,8 @@ def _fail(message: str) -> NoReturn:
     from .render.text import safe
 
     # Messages embed paths the user gave or found on disk: never let them reach the terminal raw.
-    _say(f"error: {safe(message)}")
+    say(f"error: {safe(message)}")
     sys.exit(EXIT_ERROR)
-
-
-def _say(text: str, nl: bool = True) -> None:
-    """Write `text` to stderr; a stderr that is closed or full loses it, never the exit code."""
-    try:
-        click.echo(text, err=True, nl=nl)
-    except OSError:
-        _discard(sys.stderr)
-
-
-def _to_stdout(text: str, color: bool = False) -> None:
-    """Write report text to stdout; raise ReportWriteError when stdout is closed or full."""
-    if sys.stdout is None:
-        raise ReportWriteError("stdout is closed, so the report has nowhere to go: pass -o FILE")
-    try:
-        click.echo(text, nl=False, color=color)
-    except BrokenPipeError:
-        raise  # a reader that stopped early (`| head`): click ends quietly
-    except OSError as exc:
-        _discard(sys.stdout)
-        raise ReportWriteError(f"cannot write the report to stdout: {exc.strerror}") from exc
-
-
-def _discard(stream: Any) -> None:
-    """Point `stream`'s descriptor at the null device: what stays in its buffer could not be
-    written, and Python's last flush at exit would otherwise fail again and change the exit
-    code."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, stream.fileno())
-        os.close(null)
 
 
 def _load_config(path: str | None, eval_key: str | None) -> Config:
@@ -194,7 +163,7 @@ def _progress(quiet: bool) -> Callable[[int, int], None] | None:
         if shown or time.monotonic() - started >= 0.5:
             shown = True
             end = "\n" if done == total else ""
-            _say(f"\rauditing runs: {done}/{total}{end}", nl=False)
+            say(f"\rauditing runs: {done}/{total}{end}", nl=False)
 
     return progress
 
@@ -222,10 +191,9 @@ def _warn_empty_paths(paths: tuple[str, ...], run_dirs: list[str], quiet: bool) 
     from .render.text import safe
 
     for path in () if quiet else without_runs(paths, run_dirs):
-        click.echo(
+        say(
             f"warning: {safe(path)}: no Trainer run below it (no checkpoint-<step>/ folder or "
-            "trainer_state.json): nothing audited there",
-            err=True,
+            "trainer_state.json): nothing audited there"
         )
 
 
@@ -244,8 +212,8 @@ def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: st
     _warn_empty_paths(paths, [location.run_dir for location in locations], quiet)
     if output:
         _refuse_output_inside(output, [location.run_dir for location in locations])
-    elif sys.stdout is None:
-        _to_stdout("")  # says that stdout is closed, before a sweep is audited for nothing
+    else:
+        require_stdout()  # before a sweep is audited for nothing
     # What stays of the runs once written: their verdicts counted, and the runs that have a
     # warning or an error to print after the report.
     counts: dict[str, int] = {}
@@ -263,7 +231,7 @@ def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: st
             output, lambda write: write_report(runs(), config, lambda t: write(t.encode()))
         )
     else:
-        write_report(runs(), config, _to_stdout)
+        write_report(runs(), config, to_stdout)
     _print_messages(noted, counts, output, quiet)
 
 
@@ -301,7 +269,7 @@ def _emit(
         if output:
             write_atomic(output, text)
         else:
-            _to_stdout(text, color)
+            to_stdout(text, color)
     _messages(result, output, quiet)
     if next_steps and width is not None and not quiet:
         from .render.fit import wrap
@@ -340,15 +308,15 @@ def _print_messages(
         for warning in () if quiet else run.warnings:
             if warning not in said:
                 said.add(warning)
-                _say(f"warning: {safe(run.label)}: {safe(warning)}")
+                say(f"warning: {safe(run.label)}: {safe(warning)}")
         if run.error is not None:
             # The table only says "error": the reason (file and fix) must reach the user too.
             where = "" if run.error.startswith(run.run_dir) else f"{run.run_dir}: "
-            _say(f"error: {safe(where + run.error)}")
+            say(f"error: {safe(where + run.error)}")
     if quiet:
         return
     written = f"; report written to {safe(output)}" if output else ""
-    _say(_summary(counts) + written)
+    say(_summary(counts) + written)
 
 
 def _summary(counts: dict[str, int]) -> str:
@@ -370,7 +338,7 @@ def _append_step_summary(result: AuditResult, path: str) -> None:
         append_text(path, render(result, "markdown"))
     except AuditorError as exc:
         # The job summary is a courtesy: the gate's verdict still decides the exit code.
-        _say(f"warning: GITHUB_STEP_SUMMARY: {safe(str(exc))}")
+        say(f"warning: GITHUB_STEP_SUMMARY: {safe(str(exc))}")
 
 
 class _Group(click.Group):
@@ -396,57 +364,23 @@ def main() -> None:
     """
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived: unwinds the command (temporary files removed, worker processes
-    ended) without being taken for an error of the audit, as click takes KeyboardInterrupt."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _interrupt(signum: int, frame: object) -> NoReturn:
-    # A second signal must not cut the cleanup that this one starts short.
-    for each in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(each, signal.SIG_IGN)
-    raise Interrupted(signum)
-
-
 def run() -> None:
-    """The `ckpt-audit` command as a process: `main` with its streams and signals set up for
-    it. Only the command's own process is changed, not a program that calls `main`."""
-    _hold_standard_descriptors()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        # A command started with SIGINT ignored (in the background, under nohup) keeps it so.
-        if signal.getsignal(signum) is not signal.SIG_IGN:
-            signal.signal(signum, _interrupt)
+    """The `ckpt-audit` command as a process: `main` with its streams and signals set up for it
+    (interrupted: exit 128 + the signal's number). Only the command's own process is changed,
+    not a program that calls `main`."""
+    hold_standard_descriptors()
+    interrupts.raise_on_interrupts()
     try:
         main()
-    except Interrupted as exc:
+    except interrupts.Interrupted as exc:
         received = exc.signum
     else:
         return
     # The unwound frames are gone now, and with them any worker processes (their pool's cleanup
     # runs when it is collected) and temporary files.
     gc.collect()
-    _say(f"error: interrupted by {signal.Signals(received).name}")
+    say(f"error: interrupted by {signal.Signals(received).name}")
     sys.exit(128 + received)
-
-
-def _hold_standard_descriptors() -> None:
-    """Put the null device on a standard descriptor the caller closed (`>&-`), so no file the
-    command opens takes its number. sys.stdout stays None: a report for stdout is then an
-    error (see `_to_stdout`); a closed stderr only loses the messages."""
-    for descriptor in (0, 1, 2):
-        try:
-            os.fstat(descriptor)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)
-            if null != descriptor:
-                os.dup2(null, descriptor)
-                os.close(null)
-    if sys.stderr is None:
-        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
 
 
 @main.command()
@@ -610,8 +544,8 @@ def check(
 
         advice = deploy_advice(result.deploy) if result.deploy is not None else None
         if advice is not None:
-            _say(advice)
-        _say(f"gate: {safe(reason)}")
+            say(advice)
+        say(f"gate: {safe(reason)}")
     sys.exit(code)
 
 
@@ -694,8 +628,8 @@ def plot(run: str, output: str, eval_key: str | None, config_path: str | None, q
     save_chart(found, output)
     if not quiet:
         for warning in found.warnings:
-            _say(f"warning: {safe(found.run_dir)}: {safe(warning)}")
-        _say(f"{safe(found.run_dir)}: {found.verdict}; chart written to {safe(output)}")
+            say(f"warning: {safe(found.run_dir)}: {safe(warning)}")
+        say(f"{safe(found.run_dir)}: {found.verdict}; chart written to {safe(output)}")
 
 
 @main.command("config")
@@ -714,4 +648,4 @@ def config_command(config_path: str | None) -> None:
     """
     from .config import to_yaml
 
-    _to_stdout(to_yaml(_load_config(config_path, None)))
+    to_stdout(to_yaml(_load_config(config_path, None)))
