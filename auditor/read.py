@@ -20,6 +20,8 @@ from .skim import Ends, parse_entries, read_ends
 
 _LFS_POINTER = b"version https://git-lfs"
 _FOLDER = "is a folder, not a file; remove it or put the real file there"
+# How much of a file is looked at before it is read whole.
+_HEAD_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,15 @@ def _read_bytes(path: str) -> bytes:
         )
     with os.fdopen(descriptor, "rb") as handle:
         try:
+            # JSON never holds a NUL byte: a file that opens with nothing else (space reserved
+            # for a save that never came, a sparse file) is refused before gigabytes are read.
+            head = os.pread(descriptor, _HEAD_BYTES, 0)
+            if b"\x00" in head and not head.strip(b"\x00 \t\r\n"):
+                raise StateFileError(
+                    path,
+                    "is not valid JSON (it starts with NUL bytes: a save that was never "
+                    "written?); restore it or delete it",
+                )
             return handle.read()
         except OSError as exc:
             raise StateFileError(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -496,3 +498,33 @@ def test_a_best_model_checkpoint_of_5000_digits_stops_no_run(two_runs):
         "does not end in a checkpoint-<step> folder name: the Trainer's best is not known"
     )
     assert len(warning) < 300
+
+
+_PEAK = """
+import resource, sys
+import auditor
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result = auditor.audit(sys.argv[1])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(result.runs[0].error, (after - before) * 1024)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in kilobytes on Linux only")
+def test_a_gigabyte_of_nul_bytes_is_refused_before_it_is_read(two_runs):
+    broken, _ = two_runs
+    for path in state_files(broken):
+        path.write_bytes(b"")
+        os.truncate(path, 1 << 30)  # sparse: a gigabyte of NUL bytes that takes no disk
+
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK, str(broken)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    error, growth = out.rsplit(" ", 1)
+
+    assert "trainer_state.json is not valid JSON (it starts with NUL bytes" in error
+    assert int(growth) < 50_000_000, f"peak memory grew {int(growth) / 1e6:.0f} MB"
