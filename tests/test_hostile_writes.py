@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import stat
 import subprocess
@@ -17,6 +18,7 @@ from click.testing import CliRunner, Result
 from test_readonly import snapshot
 
 from auditor.cli import main
+from conftest import FIXTURES
 
 FLAGGED = "sweep/run-0000"
 HEALTHY = "sweep/run-0001"
@@ -245,19 +247,19 @@ def test_a_name_of_254_bytes_is_written(runs):
 # --- interrupts ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def big_sweep(copy_run, tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def big_sweep(tmp_path_factory) -> Path:
     """3,000 hard-linked copies of one run: a scan that takes a second or two with workers."""
-    source = copy_run(FLAGGED, "source")
-    sweep = tmp_path / "big"
+    # Linked to a copy, not to the repository, which may be on another file system.
+    source = tmp_path_factory.mktemp("source") / "run"
+    shutil.copytree(FIXTURES / FLAGGED, source)
+    files = [p.relative_to(source) for p in source.rglob("*") if p.is_file()]
+    sweep = tmp_path_factory.mktemp("big")
     for index in range(3000):
-        for path in source.rglob("*"):
-            target = sweep / f"run-{index:04d}" / path.relative_to(source)
-            if path.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.link(path, target)
+        run = sweep / f"run-{index:04d}"
+        for name in files:
+            (run / name).parent.mkdir(parents=True, exist_ok=True)
+            os.link(source / name, run / name)
     return sweep
 
 
