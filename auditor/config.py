@@ -297,7 +297,7 @@ def _read_config_text(name: str) -> str:
 
     Opened without blocking, so a pipe or device in its place is refused, not waited on.
     """
-    descriptor = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+    descriptor = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(descriptor, "rb") as handle:
         mode = os.fstat(descriptor).st_mode
         if not stat.S_ISREG(mode):

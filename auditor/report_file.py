@@ -18,6 +18,9 @@ from .errors import ReportWriteError, UsageError
 _DESCRIPTOR_LINK = re.compile(r"^/(?:proc/[^/]+|dev)/fd/\d+$")
 # Symlink hops followed before giving up, as the kernel does (ELOOP after 40).
 _MAX_LINKS = 40
+# Opening a pipe nobody reads fails at once instead of waiting for ever (no such flag on Windows,
+# which has no named pipes in the file system either).
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 Fill = Callable[[Callable[[bytes], object]], object]
 
@@ -95,11 +98,12 @@ def append_text(path: str, text: str) -> None:
     cannot be written.
     """
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NONBLOCK, 0o644)
     except OSError as exc:
         raise _append_error(path, exc) from exc
     try:
-        os.set_blocking(descriptor, True)
+        if _NONBLOCK:
+            os.set_blocking(descriptor, True)
         with os.fdopen(descriptor, "w", encoding="utf-8", errors="surrogateescape") as handle:
             handle.write(text)
     except OSError as exc:
@@ -134,8 +138,7 @@ def _in_place_mode(path: str) -> int | None:
             f"cannot write {path}: it is a block device (a disk), not a report file"
         )
     if not stat.S_ISREG(info.st_mode):
-        # No O_CREAT: it exists. O_NONBLOCK: a pipe nobody reads fails at once, not never.
-        return os.O_WRONLY | os.O_NONBLOCK
+        return os.O_WRONLY | _NONBLOCK  # no O_CREAT: it exists
     if any(_DESCRIPTOR_LINK.match(hop) for hop in _links(path)):
         # The shell opened this file for us (`> file` truncated it, `>> file` appends).
         return os.O_WRONLY | os.O_APPEND
@@ -160,7 +163,8 @@ def _write_in_place(path: str, fill: Fill, flags: int) -> None:
     except OSError as exc:
         raise _write_error(path, exc) from exc
     try:
-        os.set_blocking(descriptor, True)
+        if _NONBLOCK:
+            os.set_blocking(descriptor, True)
         with os.fdopen(descriptor, "wb") as handle:
             fill(handle.write)
             handle.flush()
