@@ -19,22 +19,26 @@ def _parse_int(digits: str) -> int | float:
     return int(digits) if len(digits) < 300 else float(digits)
 
 
-def loads(data: bytes | str) -> Any:
-    """Return the JSON value in `data`; raise json.JSONDecodeError (a ValueError) when invalid.
+def loads(data: bytes | memoryview | str, exact: bool = False) -> Any:
+    """Return the JSON value in `data`; raise json.JSONDecodeError (a ValueError) when invalid,
+    UnicodeDecodeError when bytes are not UTF-8.
 
     Python's json writes NaN and Infinity literals into trainer_state.json when a loss diverges;
     orjson refuses them (and a byte order mark, and lone surrogates), so anything it refuses is
-    parsed again by json, which also gives the error message.
+    parsed again by json, which also gives the error message. `exact` parses with json alone:
+    orjson reads integers beyond 64 bits as floats, json keeps them whole.
     """
-    if orjson is not None:
+    if orjson is not None and not exact:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
     # An integer of thousands of digits is refused by int() and one past 1e308 cannot become a
     # float: read such numbers as floats (inf when out of range), as orjson does, so every value
-    # stays usable and reads the same whichever parser read it.
-    return json.loads(data, parse_int=_parse_int)
+    # stays usable. Bytes are decoded as UTF-8 here: json.loads would take bytes it cannot read as
+    # UTF-8 for UTF-16.
+    text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+    return json.loads(text, parse_int=_parse_int)
 
 
 def dumps_indented(value: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import errno
 import json
 import os
@@ -70,6 +71,10 @@ class RunRecord(NamedTuple):
         return self.history_digest or digest_history(self.state.log_history)
 
 
+#: orjson reads integers from here on (in size) as floats.
+_ROUNDED_FROM = 2**63
+
+
 def _read_bytes(path: str) -> bytes:
     # Non-blocking: a FIFO under this name would otherwise hang the scan before it is refused.
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
@@ -127,18 +132,24 @@ def _read_bytes(path: str) -> bytes:
 
 def parse_state(data: bytes, path: str) -> TrainerState:
     """Return the TrainerState in `data` (the bytes of `path`); raise StateFileError if unusable."""
-    if not data.strip():
+    # No stripped or decoded copy of the bytes: a history of hundreds of MB would cost as much
+    # memory again. orjson checks the UTF-8 itself; a byte order mark is skipped, not copied.
+    if not data or data.isspace():
         raise StateFileError(path, "is empty (an interrupted save?); restore it or delete it")
     if data.startswith(_LFS_POINTER):
         raise StateFileError(path, "is a Git LFS pointer, not the file; run `git lfs pull` first")
+    body = memoryview(data)[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data
     try:
-        text = data.decode("utf-8-sig")
+        document = loads(body)
+        step = document.get("global_step") if isinstance(document, dict) else None
+        if isinstance(step, float) and abs(step) >= _ROUNDED_FROM:
+            # orjson reads integers beyond 64 bits as floats, rounding the steps apart from
+            # their folders' names: json keeps them whole.
+            document = loads(body, exact=True)
     except UnicodeDecodeError as exc:
         raise StateFileError(
             path, f"is not UTF-8 text (binary data at byte {exc.start}); restore the real file"
         ) from exc
-    try:
-        document = loads(text)
     except json.JSONDecodeError as exc:
         cause = (
             "something follows the JSON document (two saves written into one file?)"

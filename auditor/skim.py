@@ -84,8 +84,10 @@ def read_ends(path: str, entries: int = 6) -> Ends | None:
 
 def parse_entries(ends: Ends) -> list[Any] | None:
     """Return the newest log entries of `ends` parsed, or None when they are not JSON."""
+    # Steps beyond 64 bits (a file whose global_step is one) would be rounded by orjson.
+    exact = isinstance(ends.global_step, int) and abs(ends.global_step) >= 2**63
     try:
-        newest = loads(b"[" + ends.newest_text + b"]")
+        newest = loads(b"[" + ends.newest_text + b"]", exact=exact)
     except ValueError:
         return None
     return newest if isinstance(newest, list) else None

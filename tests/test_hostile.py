@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -528,3 +529,30 @@ def test_a_gigabyte_of_nul_bytes_is_refused_before_it_is_read(two_runs):
 
     assert "trainer_state.json is not valid JSON (it starts with NUL bytes" in error
     assert int(growth) < 50_000_000, f"peak memory grew {int(growth) / 1e6:.0f} MB"
+
+
+def test_steps_beyond_64_bits_keep_their_checkpoints(two_runs):
+    broken, _ = two_runs
+    shift = 2**64
+
+    def shifted(text: str) -> str:
+        text = re.sub(
+            r'("(?:step|global_step|best_global_step)": )(\d+)',
+            lambda m: f"{m.group(1)}{int(m.group(2)) + shift}",
+            text,
+        )
+        return re.sub(r"checkpoint-(\d+)", lambda m: f"checkpoint-{int(m.group(1)) + shift}", text)
+
+    for path in state_files(broken):
+        path.write_text(shifted(path.read_text()))
+    for folder in sorted(broken.glob("checkpoint-*")):
+        folder.rename(broken / shifted(folder.name))
+
+    result = cli("scan", "outputs/broken", "--format", "json")
+
+    assert_clean(result)
+    (run,) = json.loads(result.stdout)["runs"]
+    assert run["verdict"] == "agree"
+    assert run["eval_only_pick"]["step"] == 300 + shift
+    assert run["eval_only_pick"]["checkpoint"] == f"checkpoint-{300 + shift}"
+    assert not any("renamed or copied" in warning for warning in run["warnings"])

@@ -223,3 +223,104 @@ def test_a_run_whose_folder_is_named_checkpoint_n_is_audited(copy_run, tmp_path,
         assert report["run_dir"] == str(run)
         assert report["verdict"] == "overfit"
         assert report["eval_only_pick"]["checkpoint"] == "checkpoint-500"
+
+
+# The peak resident size of this process alone: ru_maxrss would count the parent's size at the
+# fork (the test process holds the history it wrote), /proc's VmHWM starts again at exec.
+_HIGH_WATER = """
+def high_water():
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+"""
+_PARSE_PEAK = (
+    _HIGH_WATER
+    + """
+import sys
+from auditor.fastjson import loads
+before = high_water()
+with open(sys.argv[1], "rb") as handle:
+    document = loads(handle.read())
+print(len(document["log_history"]), high_water() - before)
+"""
+)
+_AUDIT_PEAK = (
+    _HIGH_WATER
+    + """
+import os, sys
+import auditor
+before = high_water()
+result = auditor.audit(os.path.dirname(sys.argv[1]))
+print(result.runs[0].verdict, high_water() - before)
+"""
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in kilobytes on Linux only")
+def test_a_long_history_costs_little_more_memory_than_parsing_it(tmp_path):
+    steps = 200_000
+    history = []
+    for i in range(1, steps + 1):
+        history.append(
+            {
+                "epoch": i / steps * 3,
+                "grad_norm": (i * 7919 % 1000) / 333,
+                "loss": 2 - i / steps,
+                "learning_rate": 5e-5 * (1 - i / steps),
+                "step": i,
+            }
+        )
+        if i % 1000 == 0:
+            history.append(
+                {
+                    "epoch": i / steps * 3,
+                    "eval_loss": 1.5 + (i / steps - 0.6) ** 2,
+                    "eval_runtime": 1.2,
+                    "step": i,
+                }
+            )
+    run = tmp_path / "long"
+    (run / f"checkpoint-{steps}").mkdir(parents=True)
+    # As the Trainer writes it: json.dumps(indent=2, sort_keys=True), with its other fields.
+    state = {
+        "best_global_step": None,
+        "best_metric": None,
+        "best_model_checkpoint": None,
+        "epoch": 3.0,
+        "eval_steps": 1000,
+        "global_step": steps,
+        "log_history": history,
+        "logging_steps": 1,
+        "max_steps": steps,
+        "num_input_tokens_seen": 0,
+        "num_train_epochs": 3,
+        "save_steps": 1000,
+        "total_flos": 0.0,
+        "train_batch_size": 8,
+        "trial_name": None,
+        "trial_params": None,
+    }
+    text = json.dumps(state, indent=2, sort_keys=True)
+    (run / "trainer_state.json").write_text(text + "\n")
+    os.link(run / "trainer_state.json", run / f"checkpoint-{steps}" / "trainer_state.json")
+    del history
+
+    def peak(script: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(run / "trainer_state.json")],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout.split()
+        return int(out[1])
+
+    parsing = peak(_PARSE_PEAK)  # the file's bytes and its parsed history: the floor
+    auditing = peak(_AUDIT_PEAK)
+
+    # No copy of the text beside the bytes (stripped, decoded): a 320 MB history used to peak
+    # at 1.96 GB.
+    assert auditing < parsing + len(text) // 2, (
+        f"auditing grew {auditing / 1e6:.0f} MB, parsing {parsing / 1e6:.0f} MB, "
+        f"for {len(text) / 1e6:.0f} MB"
+    )
