@@ -212,7 +212,7 @@ def _metrics(value: Any, source: str) -> dict[str, str]:
         if direction not in METRIC_DIRECTIONS:
             raise ConfigError(
                 f"{source}: 'metrics.{key}' must be one of {', '.join(METRIC_DIRECTIONS)},"
-                f" got {direction!r}"
+                f" got {_shown(direction)}"
             )
     # Keys are matched as logged; `bleu` means the Trainer's `eval_bleu`.
     return {k if k.startswith("eval_") else f"eval_{k}": v for k, v in value.items()}

@@ -14,7 +14,7 @@ import auditor
 from auditor.cli import main
 from auditor.errors import UsageError
 
-FLAGGED = "sweep/run-0000"
+FLAGGED = "real_overfit_flagged"
 
 
 def cli(*args: str) -> Result:
@@ -35,7 +35,7 @@ def set_losses(run: Path, loss: Callable[[int, float], float], key: str = "eval_
 EXTREMES: dict[str, tuple[Callable[[int, float], float], Callable[[int, float], float]]] = {
     "largest floats": (lambda i, v: 1.7e308, lambda i, v: 1.7e308),
     "both signs": (lambda i, v: (-1.5e308, 1.4e308)[i % 2], lambda i, v: v),
-    "some huge, some sane": (lambda i, v: 1e300 if v > 0.8 else v, lambda i, v: v),
+    "some huge, some sane": (lambda i, v: 1e300 if v > 2.75 else v, lambda i, v: v),
     "subnormal": (lambda i, v: 5e-324 * (i + 1), lambda i, v: 5e-324),
 }
 
@@ -80,11 +80,11 @@ def test_undecodable_names_and_keys_are_drawn_as_escapes(copy_run, tmp_path, mon
 
 
 def test_audit_takes_a_list_or_tuple_of_paths_and_path_likes(fixtures_dir):
-    sweep = fixtures_dir / "sweep"
-    one = auditor.audit(sweep / "run-0000", str(sweep / "run-0001"))
+    flagged, healthy = fixtures_dir / FLAGGED, fixtures_dir / "sweep" / "run-0001"
+    one = auditor.audit(flagged, str(healthy))
 
-    assert auditor.audit([sweep / "run-0000", str(sweep / "run-0001")]) == one
-    assert auditor.audit((str(sweep / "run-0000"),), [sweep / "run-0001"]) == one
+    assert auditor.audit([flagged, str(healthy)]) == one
+    assert auditor.audit((str(flagged),), [healthy]) == one
     assert [r.verdict for r in one.runs] == ["overfit", "agree"]
 
 
@@ -114,12 +114,12 @@ def test_audit_refuses_other_arguments_naming_what_it_takes(argument, named):
 def test_deploy_a_checkpoint_named_with_leading_zeros(copy_run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = copy_run(FLAGGED, "run")
-    (run / "checkpoint-500").rename(run / "checkpoint-00500")
+    (run / "checkpoint-90").rename(run / "checkpoint-00090")
 
-    shipped = cli("check", "--deploy", "run/checkpoint-00500")
-    safe = cli("check", "--deploy", "run/checkpoint-400/")
+    shipped = cli("check", "--deploy", "run/checkpoint-00090")
+    safe = cli("check", "--deploy", "run/checkpoint-30/")
 
     assert shipped.exit_code == 1, shipped.stderr
-    assert "gate: FAIL: deploying checkpoint-00500 overfits by 0.731" in shipped.stderr
+    assert "gate: FAIL: deploying checkpoint-00090: ship checkpoint-30: " in shipped.stderr
     assert safe.exit_code == 0, safe.stderr
-    assert "checkpoint-400 is the scorer's pick" in safe.stdout + safe.stderr
+    assert "gate: pass" in safe.stderr

@@ -136,7 +136,7 @@ def denied(copy_run, monkeypatch, tmp_path: Path):
     """outputs/ with a flagged run that can be read and, below folders whose permission the
     test takes away, two healthy runs; the permissions come back at teardown."""
     monkeypatch.chdir(tmp_path)
-    copy_run("sweep/run-0000", "outputs/readable")
+    copy_run("real_overfit_flagged", "outputs/readable")
     copy_run("sweep/run-0001", "outputs/closed")
     copy_run("sweep/run-0001", "outputs/group/inner")
     taken: list[Path] = []
@@ -210,7 +210,7 @@ def test_a_path_deeper_than_the_system_allows_fails_the_gate_closed(copy_run, tm
 
 @pytest.mark.parametrize("finished", [True, False], ids=["finished", "still training"])
 def test_a_run_whose_folder_is_named_checkpoint_n_is_audited(copy_run, tmp_path, finished):
-    run = copy_run("sweep/run-0000", "outputs/checkpoint-5")
+    run = copy_run("real_overfit_flagged", "outputs/checkpoint-5")
     if not finished:
         (run / "trainer_state.json").unlink()  # the Trainer writes it when training ends
 
@@ -222,7 +222,7 @@ def test_a_run_whose_folder_is_named_checkpoint_n_is_audited(copy_run, tmp_path,
         (report,) = json.loads(result.stdout)["runs"]
         assert report["run_dir"] == str(run)
         assert report["verdict"] == "overfit"
-        assert report["eval_only_pick"]["checkpoint"] == "checkpoint-500"
+        assert report["eval_only_pick"]["checkpoint"] == "checkpoint-90"
 
 
 # The peak resident size of this process alone: ru_maxrss would count the parent's size at the

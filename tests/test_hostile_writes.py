@@ -20,7 +20,7 @@ from test_readonly import snapshot
 from auditor.cli import main
 from conftest import FIXTURES
 
-FLAGGED = "sweep/run-0000"
+FLAGGED = "real_overfit_flagged"
 HEALTHY = "sweep/run-0001"
 INTERRUPTS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -70,16 +70,16 @@ def runs(copy_run, monkeypatch, tmp_path: Path) -> Path:
     [
         ("scan", "flagged", "-o", "flagged/trainer_state.json"),
         ("scan", "flagged", "--format", "json", "-o", "flagged/trainer_state.json"),
-        ("scan", ".", "-o", "flagged/checkpoint-500/trainer_state.json"),
+        ("scan", ".", "-o", "flagged/checkpoint-90/trainer_state.json"),
         ("check", "flagged", "--format", "junit", "-o", "flagged/new-report.xml"),
         ("show", "flagged", "-o", "flagged/checkpoint-100/steps.csv"),
         ("report", "healthy", "-o", "healthy/report.html"),
         ("plot", "healthy", "-o", "healthy/curve.svg"),
         (
             "scan",
-            "flagged/checkpoint-500/trainer_state.json",
+            "flagged/checkpoint-90/trainer_state.json",
             "-o",
-            "flagged/checkpoint-500/trainer_state.json",
+            "flagged/checkpoint-90/trainer_state.json",
         ),
     ],
     ids=[
