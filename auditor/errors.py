@@ -16,12 +16,17 @@ class UsageError(AuditorError):
 
 
 class StateFileError(AuditorError):
-    """A trainer_state.json could not be read; the message names the file and the fix."""
+    """A trainer_state.json could not be read; the message names the file and the fix.
 
-    def __init__(self, path: str, reason: str) -> None:
+    `unreadable` is True when the file is there but the system would not read it (permissions,
+    an I/O error): unlike a missing or half-written file, that is no save in progress.
+    """
+
+    def __init__(self, path: str, reason: str, unreadable: bool = False) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+        self.unreadable = unreadable
 
 
 class ReportWriteError(AuditorError):

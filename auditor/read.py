@@ -102,7 +102,9 @@ def _read_bytes(path: str) -> bytes:
             if exc.errno in (errno.EACCES, errno.EPERM)
             else "check the disk or the mount"
         )
-        raise StateFileError(path, f"cannot be read ({exc.strerror}); {hint}") from exc
+        raise StateFileError(
+            path, f"cannot be read ({exc.strerror}); {hint}", unreadable=True
+        ) from exc
     kind = os.fstat(descriptor).st_mode
     if not stat.S_ISREG(kind):
         os.close(descriptor)
@@ -126,7 +128,9 @@ def _read_bytes(path: str) -> bytes:
             return handle.read()
         except OSError as exc:
             raise StateFileError(
-                path, f"cannot be read ({exc.strerror}); check the disk or the mount"
+                path,
+                f"cannot be read ({exc.strerror}); check the disk or the mount",
+                unreadable=True,
             ) from exc
 
 
@@ -209,6 +213,7 @@ def read_run(location: RunLocation) -> tuple[RunRecord, ...]:
 
     states: dict[str, TrainerState] = {}
     failures: dict[str, str] = {}
+    unreadable: set[str] = set()
     skims: dict[str, Ends | None] = {}
 
     def attempt(path: str) -> TrainerState | None:
@@ -220,6 +225,8 @@ def read_run(location: RunLocation) -> tuple[RunRecord, ...]:
             states[path] = load_state(path)
         except StateFileError as exc:
             failures[path] = exc.reason
+            if exc.unreadable:
+                unreadable.add(path)
             return None
         return states[path]
 
@@ -305,7 +312,7 @@ def read_run(location: RunLocation) -> tuple[RunRecord, ...]:
         )
     # What cannot be placed is shown with the newest training, as a folder that is no candidate.
     newest = trainings[0]
-    newest.warnings.extend(_left_out_warnings(left_out, newest.state.global_step))
+    newest.warnings.extend(_left_out_warnings(left_out, newest.state.global_step, unreadable))
     newest.folders.extend(DiskCheckpoint(f.name, f.step or 0, False) for f, _ in left_out)
     trainings.sort(key=_age)
     if len(trainings) > 1:
@@ -362,11 +369,20 @@ def _and(items: Iterable[str]) -> str:
     return ", ".join(listed[:-1]) + " and " + listed[-1] if len(listed) > 1 else "".join(listed)
 
 
-def _left_out_warnings(left_out: list[tuple[CheckpointDir, str]], newest: int | None) -> list[str]:
-    """Return one line per reason a checkpoint folder is no candidate, naming its folders."""
+def _left_out_warnings(
+    left_out: list[tuple[CheckpointDir, str]], newest: int | None, unreadable: set[str]
+) -> list[str]:
+    """Return one line per reason a checkpoint folder is no candidate, naming its folders.
+    `unreadable` holds the files the system would not read (no save in progress, whatever step)."""
     reasons: dict[str, list[str]] = {}
     for folder, reason in sorted(left_out, key=lambda item: item[0].step or 0):
-        if newest is not None and (folder.step or 0) > newest and "global_step" not in reason:
+        in_progress = (
+            newest is not None
+            and (folder.step or 0) > newest
+            and "global_step" not in reason
+            and os.path.join(folder.path, STATE_FILE) not in unreadable
+        )
+        if in_progress:
             # Training still running: the Trainer writes trainer_state.json last in a save.
             line = (
                 "looks like a save in progress (newer than the history, and its "

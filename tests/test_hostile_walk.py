@@ -324,3 +324,21 @@ def test_a_long_history_costs_little_more_memory_than_parsing_it(tmp_path):
         f"auditing grew {auditing / 1e6:.0f} MB, parsing {parsing / 1e6:.0f} MB, "
         f"for {len(text) / 1e6:.0f} MB"
     )
+
+
+def test_a_newest_checkpoint_that_cannot_be_read_is_not_a_save_in_progress(copy_run, tmp_path):
+    run = copy_run("real_overfit_flagged", "live")
+    (run / "trainer_state.json").unlink()  # training still running: no root file yet
+    newest = run / "checkpoint-100" / "trainer_state.json"
+    newest.chmod(0)
+    try:
+        result = as_unprivileged("scan", str(run))
+    finally:
+        newest.chmod(0o644)
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        "checkpoint-100/trainer_state.json cannot be read (Permission denied); check its "
+        "permissions: not a candidate" in result.stderr
+    )
+    assert "save in progress" not in result.stderr
