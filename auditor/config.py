@@ -299,7 +299,10 @@ def _read_config_text(name: str) -> str:
     """
     descriptor = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(descriptor, "rb") as handle:
-        mode = os.fstat(descriptor).st_mode
+        info = os.fstat(descriptor)
+        mode = info.st_mode
+        if stat.S_ISCHR(mode) and os.path.samestat(info, os.stat(os.devnull)):
+            return ""  # `--config /dev/null`: the defaults, whatever ./.ckpt-audit.yaml says
         if not stat.S_ISREG(mode):
             kind = "a folder" if stat.S_ISDIR(mode) else "a pipe or a device"
             raise ConfigError(f"cannot read the config file (it is {kind}, not a file)")

@@ -98,6 +98,16 @@ def test_a_config_that_is_a_pipe_or_a_device_is_refused_without_waiting(tmp_path
     assert "cannot read the config file (it is a pipe or a device, not a file)" in result.stderr
 
 
+def test_the_null_device_is_an_empty_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".ckpt-audit.yaml").write_text("min_gap_delta: 0.5\n")
+
+    result = CliRunner().invoke(main, ["config", "--config", os.devnull])
+
+    assert result.exit_code == 0, result.stderr
+    assert "min_gap_delta: 0.1\n" in result.stdout
+
+
 def test_a_yaml_merge_key_is_read(tmp_path):
     text = "weights:\n  <<: {eval: 0.4, gap: 0.2}\n  gap: 0.25\n"
     (tmp_path / "m.yaml").write_text(text)
