@@ -8,6 +8,24 @@ from collections.abc import Sequence
 
 from .results import RunResult
 
+#: Losses larger than this (in size) are left off a chart, with a note: a chart's arithmetic
+#: (matplotlib's transforms, the page's y range) overflows near the largest float, and such a
+#: loss diverged long before.
+MAX_DRAWN_LOSS = 1e100
+
+
+def drawn(value: float) -> bool:
+    """Return True when a loss can be drawn: finite and no larger than MAX_DRAWN_LOSS."""
+    return math.isfinite(value) and abs(value) <= MAX_DRAWN_LOSS
+
+
+def too_large(run: RunResult) -> list[float]:
+    """Return the run's finite losses (train and eval) too large to be drawn."""
+    values = [v for _, v in run.train_losses] + [
+        c.eval_loss for c in run.checkpoints if c.eval_loss is not None
+    ]
+    return [v for v in values if math.isfinite(v) and not drawn(v)]
+
 
 def overfit_spans(run: RunResult, min_rise: float = 0.01) -> list[tuple[int, int]]:
     """Return the step ranges over which eval loss keeps rising (by `min_rise` of its value or

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
-from .curves import overfit_spans, thin, y_range
+from .curves import drawn, overfit_spans, thin, too_large, y_range
 from .errors import AuditorError
 from .results import CheckpointResult, RunResult
 
@@ -25,10 +25,6 @@ MAX_TRAIN_POINTS = 400
 
 #: Beyond this many evaluations a dot per evaluation is noise (and bytes): the line alone is drawn.
 MAX_EVAL_MARKERS = 150
-
-#: Losses larger than this (in size) are left off the chart with a note: matplotlib's transforms
-#: overflow near the largest float, and such a loss diverged long before.
-MAX_PLOTTED_LOSS = 1e100
 
 TRAIN_COLOUR = "#4c72b0"
 EVAL_COLOUR = "#dd8452"
@@ -127,18 +123,14 @@ def draw(run: RunResult, title: str | None = None) -> Figure:
     # Fixed margins instead of a layout engine: it would lay every chart out twice.
     figure.subplots_adjust(left=0.08, right=0.985, top=0.92 if title else 0.95, bottom=0.25)
     ax = figure.add_subplot()
-    train = [(s, v) for s, v in run.train_losses if _plotted(v)]
+    train = [(s, v) for s, v in run.train_losses if drawn(v)]
     evals = [
         (c.step, c.eval_loss, c.on_disk)
         for c in run.checkpoints
-        if c.eval_loss is not None and _plotted(c.eval_loss)
+        if c.eval_loss is not None and drawn(c.eval_loss)
     ]
     values = [v for _, v in train] + [v for _, v, _ in evals]
-    too_large = [
-        v
-        for v in [v for _, v in run.train_losses] + [c.eval_loss for c in run.checkpoints]
-        if v is not None and math.isfinite(v) and not _plotted(v)
-    ]
+    beyond = too_large(run)
 
     spans = overfit_spans(run)
     for start, end in spans:
@@ -204,10 +196,10 @@ def draw(run: RunResult, title: str | None = None) -> Figure:
         ax.axvspan(0, 0, color=SHADE_COLOUR, alpha=0.45, lw=0, label="train falls, eval rises")
     clipped = _set_limits(ax, run, values)
     off_chart = []
-    if clipped is not None or any(v > 0 for v in too_large):
-        off_chart.append(f"loss up to {max([v for v in too_large if v > 0] + [clipped or 0]):.3g}")
-    if any(v < 0 for v in too_large):
-        off_chart.append(f"down to {min(too_large):.3g}")
+    if clipped is not None or any(v > 0 for v in beyond):
+        off_chart.append(f"loss up to {max([v for v in beyond if v > 0] + [clipped or 0]):.3g}")
+    if any(v < 0 for v in beyond):
+        off_chart.append(f"down to {min(beyond):.3g}")
     if off_chart:
         ax.text(
             1.0,
@@ -226,7 +218,7 @@ def draw(run: RunResult, title: str | None = None) -> Figure:
     ax.grid(True, color="#e5e5e5", lw=0.6)
     ax.set_axisbelow(True)
     if not values:
-        nothing = "no loss small enough to draw" if too_large else "no finite losses logged"
+        nothing = "no loss small enough to draw" if beyond else "no finite losses logged"
         ax.text(0.5, 0.5, nothing, transform=ax.transAxes, ha="center")
     else:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=6, handlelength=1.6)
@@ -246,7 +238,7 @@ def _mark_picks(ax: Any, run: RunResult) -> None:
 
 
 def _mark(ax: Any, row: CheckpointResult, label: str, colour: str, offset: tuple[int, int]) -> None:
-    if row.eval_loss is None or not _plotted(row.eval_loss):
+    if row.eval_loss is None or not drawn(row.eval_loss):
         return
     ax.plot(
         [row.step],
@@ -314,10 +306,6 @@ def _name(row: CheckpointResult) -> str:
 
 def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
-
-
-def _plotted(value: float) -> bool:
-    return math.isfinite(value) and abs(value) <= MAX_PLOTTED_LOSS
 
 
 @contextmanager

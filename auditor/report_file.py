@@ -31,9 +31,14 @@ def check_writable(path: str) -> None:
 
     Called before an audit, so a long one is not lost to a typo in -o.
     """
-    folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise ReportWriteError(f"cannot write {path}: it is a folder")
+    if _in_place_mode(path) is not None:
+        # A pipe, a device or /dev/stdout is written where it is: its folder does not matter.
+        if not os.access(path, os.W_OK):
+            raise ReportWriteError(f"cannot write {path}: permission denied")
+        return
+    folder = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(folder):
         raise ReportWriteError(f"cannot write {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):

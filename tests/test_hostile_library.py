@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,9 +55,18 @@ def test_extreme_losses_still_make_a_page_and_a_chart(copy_run, tmp_path, monkey
     assert page.exit_code == 0, page.stderr
     assert chart.exit_code == 0, chart.stderr
     text = (tmp_path / "report.html").read_text()
-    assert '<figure class="chart"><svg' in text
+    assert '<figure class="chart" data-chart="0">' in text
+    embedded = re.search(r'id="ckpt-chart-data">(.*?)</script>', text, re.DOTALL)
+    assert embedded is not None
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"non-finite {token} in the chart data")
+
+    (chart,) = json.loads(embedded.group(1), parse_constant=refuse).values()
+    low, high = chart["y"]
+    assert low < high
     if name != "subnormal":
-        assert "off the chart: " in text
+        assert "off the chart: loss up to " in text
     assert (tmp_path / "run.png").read_bytes().startswith(b"\x89PNG")
 
 

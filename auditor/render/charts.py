@@ -8,7 +8,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from ..curves import overfit_spans, thin, y_range
+from ..curves import drawn, overfit_spans, thin, too_large, y_range
 from ..results import CheckpointResult, RunResult
 
 #: A train curve longer than this is thinned to its per-bucket extremes: a 500-run page must
@@ -22,16 +22,19 @@ MAX_EVAL_MARKERS = 150
 def chart_data(run: RunResult) -> dict[str, Any]:
     """Return what the page needs to draw `run`'s chart: train and eval curves (thinned),
     checkpoints on disk, both picks, the overfitting spans and the y range."""
-    train = thin([(s, v) for s, v in run.train_losses if math.isfinite(v)], MAX_POINTS)
+    train = thin([(s, v) for s, v in run.train_losses if drawn(v)], MAX_POINTS)
     evals = thin(
         [
             (c.step, c.eval_loss)
             for c in run.checkpoints
-            if c.eval_loss is not None and math.isfinite(c.eval_loss)
+            if c.eval_loss is not None and drawn(c.eval_loss)
         ],
         MAX_POINTS,
     )
     low, high, clipped = y_range(run, [v for _, v in train] + [v for _, v in evals])
+    beyond = [v for v in too_large(run) if v > 0]
+    if beyond:
+        clipped = max([*beyond, clipped or 0.0])
     return {
         "train": _columns(train),
         "eval": _columns(evals),
@@ -74,7 +77,7 @@ def _columns(points: list[tuple[int, float]]) -> list[list[float]]:
 
 
 def _point(row: CheckpointResult | None) -> list[float] | None:
-    if row is None or row.eval_loss is None or not math.isfinite(row.eval_loss):
+    if row is None or row.eval_loss is None or not drawn(row.eval_loss):
         return None
     return [row.step, _round(row.eval_loss)]
 
