@@ -79,10 +79,11 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[RunLocation]:
     for path in paths:
         try:
             os.stat(path)
-        except FileNotFoundError:
-            raise UsageError(f"{path}: no such file or folder") from None
         except OSError as exc:
-            raise UsageError(f"{path}: {_cannot_enter(exc)}") from None
+            # Missing, or a run inside a file (mlflow.db/<run id>): decided below. A path the
+            # system will not let us look at is said so, not called missing.
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.ENAMETOOLONG):
+                raise UsageError(f"{path}: {_cannot_enter(exc)}") from None
         if os.path.isfile(path):
             # A stray file among many paths (`scan outputs/*` with a README.md) is a row that
             # says so, never the end of the scan.
