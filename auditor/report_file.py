@@ -122,7 +122,10 @@ def refuse_inside_runs(path: str, runs: Iterable[str], named: str, fix: str) -> 
     landing = os.path.realpath(path)
     for run in runs:
         audited = os.path.realpath(run)
-        if landing == audited or landing.startswith(audited.rstrip(os.sep) + os.sep):
+        # Also a file that holds the run (an MLflow database, mlflow.db/<run id>).
+        inside = landing.startswith(audited.rstrip(os.sep) + os.sep)
+        holds = audited.startswith(landing + os.sep)
+        if landing == audited or inside or holds:
             raise UsageError(
                 f"{named}: that is inside the audited run {run}, and the auditor "
                 f"never writes into the folders it audits; {fix}"

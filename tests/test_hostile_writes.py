@@ -105,6 +105,19 @@ def test_a_report_is_never_written_inside_an_audited_run(runs, args):
     assert snapshot(runs) == before
 
 
+def test_a_database_holding_an_audited_run_is_never_written(copy_run, runs):
+    copy_run("frameworks/mlflow_sqlite", "mlflow")
+    before = snapshot(runs)
+
+    result = cli("scan", "mlflow", "-o", "mlflow/mlflow.db")
+
+    assert result.exit_code == 2, result.output
+    assert "error: -o mlflow/mlflow.db: that is inside the audited run mlflow/mlflow.db/" in (
+        result.stderr
+    )
+    assert snapshot(runs) == before
+
+
 def test_a_link_into_an_audited_run_is_refused_where_it_lands(runs):
     (runs / "out.json").symlink_to(runs / "flagged" / "trainer_state.json")
     before = snapshot(runs)
