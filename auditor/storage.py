@@ -315,7 +315,9 @@ def _threaded(
 
     def one(index: int) -> Any:
         try:
-            return fs.cat_file(keys[index], start=starts[index], end=ends[index])
+            # No read-ahead cache: it would file a whole-object reply to a ranged request at
+            # the range's offset, and hand back the wrong bytes at the right length.
+            return fs.cat_file(keys[index], start=starts[index], end=ends[index], cache_type="none")
         except Exception as exc:  # returned, as cat_ranges(on_error="return") does
             return exc
 
