@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from functools import partial
+from typing import TYPE_CHECKING
 
 from .audit import audit_run, error_result
 from .config import Config
@@ -12,7 +15,10 @@ from .errors import StateFileError, UsageError
 from .read import RunRecord, read_run
 from .results import AuditResult, RunResult
 from .storage import for_path
-from .workers import map_in_order, worker_count
+from .workers import map_in_order, process_executor, worker_count
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 Progress = Callable[[int, int], None]
 
@@ -29,6 +35,7 @@ def audit(
     progress: Progress | None = None,
     curves: bool = True,
     jobs: int | None = None,
+    executor: Executor | None = None,
 ) -> AuditResult:
     """Return the audit of every run found below `paths` (folders or trainer_state.json files).
 
@@ -44,7 +51,7 @@ def audit(
     """
     cfg = config or Config()
     locations = discover(_path_list(paths))
-    runs = tuple(audit_locations(locations, cfg, progress, curves, jobs))
+    runs = tuple(audit_locations(locations, cfg, progress, curves, jobs, executor))
     check_eval_key(runs, cfg)
     return AuditResult(runs, cfg)
 
@@ -71,27 +78,40 @@ def audit_locations(
     progress: Progress | None = None,
     curves: bool = True,
     jobs: int | None = None,
-) -> Iterable[RunResult]:
-    """Yield the audit of each run location, in order, from `jobs` worker processes (see
-    `audit`)."""
-    workers = worker_count(len(locations), jobs, PARALLEL_FROM_RUNS)
-    if workers > 1:
-        chunks = [locations[i : i + CHUNK_RUNS] for i in range(0, len(locations), CHUNK_RUNS)]
-        audited = map_in_order(lambda chunk: _audit_chunk(chunk, config, curves), chunks, workers)
-        per_location: Iterator[list[RunResult]] = (
-            audited_location for chunk in audited for audited_location in chunk
-        )
-    else:
-        per_location = (audit_location(location, config, curves) for location in locations)
-    for done, results in enumerate(per_location, start=1):
-        yield from results
-        if progress is not None:
-            progress(done, len(locations))
+    executor: Executor | None = None,
+) -> Iterator[RunResult]:
+    """Yield the audit of each run location, in order (one result per training a location
+    holds), from `jobs` worker processes or on `executor` (see `audit`)."""
+    with ExitStack() as stack:
+        ahead = AHEAD_CHUNKS
+        if executor is None:
+            workers = worker_count(len(locations), jobs, PARALLEL_FROM_RUNS)
+            if workers > 1:
+                executor = process_executor(workers)
+                # On an early stop, what was not started is dropped, never run to the end.
+                stack.callback(executor.shutdown, wait=True, cancel_futures=True)
+                ahead = 2 * workers
+        if executor is not None:
+            chunks = [locations[i : i + CHUNK_RUNS] for i in range(0, len(locations), CHUNK_RUNS)]
+            task = partial(_audit_chunk, config=config, curves=curves)
+            audited = map_in_order(task, chunks, executor, ahead)
+            stack.callback(audited.close)
+            per_location: Iterator[list[RunResult]] = (
+                audited_location for chunk in audited for audited_location in chunk
+            )
+        else:
+            per_location = (audit_location(location, config, curves) for location in locations)
+        for done, results in enumerate(per_location, start=1):
+            yield from results
+            if progress is not None:
+                progress(done, len(locations))
 
 
 #: Runs per chunk of work: small enough that the results in flight stay a few MB whatever
 #: the sweep's size, large enough that handing chunks to workers costs little.
 CHUNK_RUNS = 8
+#: Chunks in flight on an executor given by the caller (a cluster may have many workers).
+AHEAD_CHUNKS = 64
 
 
 def _audit_chunk(

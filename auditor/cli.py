@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -20,6 +21,8 @@ from .streams import hold_standard_descriptors, require_stdout, say, to_stdout
 
 # The audit itself is imported by the commands that run it: `--help` stays as quick as click.
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from .config import Config
     from .results import AuditResult, RunResult
 
@@ -66,6 +69,13 @@ def _audit_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--quiet",
             is_flag=True,
             help="Print no warnings, progress or summary on stderr, only errors.",
+        ),
+        click.option(
+            "--scheduler",
+            metavar="tcp://HOST:PORT",
+            expose_value=False,
+            callback=_remember,
+            help="Audit the runs on the Dask cluster of this scheduler (needs the dask extra).",
         ),
     ]
     for option in reversed(options):
@@ -175,10 +185,30 @@ def _no_run_found(paths: tuple[str, ...]) -> UsageError:
     )
 
 
+@contextmanager
+def _executor() -> Iterator[Executor | None]:
+    """Yield the executor of --scheduler (a Dask cluster), or None to let the audit choose."""
+    ctx = click.get_current_context(silent=True)
+    address = ctx.meta.get("ckpt-audit.scheduler") if ctx is not None else None
+    if not address:
+        yield None
+        return
+    from .workers import dask_executor
+
+    executor, disconnect = dask_executor(address)
+    try:
+        yield executor
+    finally:
+        disconnect()
+
+
 def _audit(paths: tuple[str, ...], config: Config, quiet: bool, curves: bool = True) -> AuditResult:
     from .api import audit
 
-    result = audit(*paths, config=config, progress=_progress(quiet), curves=curves)
+    with _executor() as executor:
+        result = audit(
+            *paths, config=config, progress=_progress(quiet), curves=curves, executor=executor
+        )
     if not result.runs:
         raise _no_run_found(paths)
     _warn_empty_paths(paths, [r.run_dir for r in result.runs], quiet)
@@ -219,19 +249,22 @@ def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: st
     counts: dict[str, int] = {}
     noted: list[RunResult] = []
 
-    def runs() -> Iterator[RunResult]:
-        for run in audit_locations(locations, config, _progress(quiet), curves=False):
+    def runs(executor: Executor | None) -> Iterator[RunResult]:
+        audited = audit_locations(locations, config, _progress(quiet), False, None, executor)
+        for run in audited:
             counts[run.verdict] = counts.get(run.verdict, 0) + 1
             if run.warnings or run.error is not None:
                 noted.append(replace(run, checkpoints=(), train_losses=()))
             yield run
 
-    if output:
-        write_atomic_from(
-            output, lambda write: write_report(runs(), config, lambda t: write(t.encode()))
-        )
-    else:
-        write_report(runs(), config, to_stdout)
+    with _executor() as executor:
+        if output:
+            write_atomic_from(
+                output,
+                lambda write: write_report(runs(executor), config, lambda t: write(t.encode())),
+            )
+        else:
+            write_report(runs(executor), config, to_stdout)
     _print_messages(noted, counts, output, quiet)
 
 

@@ -12,7 +12,9 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -63,6 +65,22 @@ class Traffic:
     def add(self, requests: int, received: int) -> None:
         self.requests += requests
         self.bytes += received
+
+
+#: The Traffic that reads in this thread (or task) add to, set by `counting`.
+_COUNTER: ContextVar[Traffic | None] = ContextVar("ckpt_audit_traffic", default=None)
+
+
+@contextmanager
+def counting() -> Iterator[Traffic]:
+    """Count what is read inside the block, in this thread or task only (never what other
+    threads read at the same time), so that a worker can send its own count back."""
+    traffic = Traffic()
+    token = _COUNTER.set(traffic)
+    try:
+        yield traffic
+    finally:
+        _COUNTER.reset(token)
 
 
 def is_url(path: str) -> bool:
@@ -122,6 +140,9 @@ class Storage:
     def _count(self, requests: int, received: int) -> None:
         with self._lock:
             self.traffic.add(requests, received)
+        counter = _COUNTER.get()
+        if counter is not None:
+            counter.add(requests, received)
 
 
 class LocalStorage(Storage):
@@ -133,7 +154,6 @@ class LocalStorage(Storage):
                 listed = sorted(found, key=lambda e: e.name)
         except OSError as exc:
             raise _os_error(folder, exc) from exc
-        self._count(1, 0)
         entries = []
         for item in listed:
             try:
@@ -182,7 +202,6 @@ class LocalStorage(Storage):
             return ReadError(path, "io", f"cannot be read ({exc.strerror}); {_LFS_LIMIT_NOTE}")
         finally:
             os.close(descriptor)
-        self._count(1, len(data))
         return data
 
 
@@ -440,14 +459,3 @@ def _filesystem(protocol: str, url: str) -> Any:
             f"{url}: reading {protocol}:// needs a package that is not installed ({exc}); "
             f"run: {REMOTE_INSTALL}"
         ) from exc
-
-
-def traffic(paths: Iterable[str]) -> Traffic:
-    """Return the requests and bytes read so far from the remote stores of `paths`."""
-    total = Traffic()
-    protocols = {m.group(1) for p in paths if (m := _URL.match(p)) is not None}
-    for protocol in protocols:
-        storage = _REMOTE.get(protocol)
-        if storage is not None:
-            total.add(storage.traffic.requests, storage.traffic.bytes)
-    return total

@@ -1,38 +1,45 @@
-"""Share work out to forked worker processes and take the results back in order."""
+"""Share the per-run audits out to an executor: processes, threads, or a Dask cluster's."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, BinaryIO, NoReturn, TypeVar
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
-from . import interrupts
 from .errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    # concurrent.futures imports multiprocessing and pickle: only when there are workers.
+    from concurrent.futures import Executor, Future
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-#: Environment variable with the number of worker processes (1: work in this process).
+#: Environment variable with the number of workers (1: work in this process).
 JOBS_VARIABLE = "CKPT_AUDIT_JOBS"
+DASK_INSTALL = "pip install 'checkpoint-auditor[dask]'"
+#: Remote reads wait on the network, not the CPU: this many threads read runs at once.
+REMOTE_THREADS = 16
 
 
-def worker_count(items: int, jobs: int | None, parallel_from: int) -> int:
-    """Return how many processes should share `items` pieces of work: `jobs` when given, else
-    $CKPT_AUDIT_JOBS when set, else one per CPU once there are `parallel_from` items or more;
-    never more than the items, and 1 where no worker can be forked safely."""
+def worker_count(
+    items: int, jobs: int | None, parallel_from: int, default: int | None = None
+) -> int:
+    """Return how many workers should share `items` pieces of work: `jobs` when given, else
+    $CKPT_AUDIT_JOBS when set, else `default` (one per CPU when None) once there are
+    `parallel_from` items or more; never more than the items."""
     if jobs is None:
         jobs = _jobs_from_environment()
         if jobs is None and items < parallel_from:
             return 1
+    if jobs is None and default is not None:
+        jobs = default
     if jobs is None:
         affinity = getattr(os, "sched_getaffinity", None)
         jobs = len(affinity(0)) if affinity else (os.cpu_count() or 1)
-    workers = max(1, min(jobs, items, _descriptor_budget()))
-    return workers if workers > 1 and can_fork() else 1
+    return max(1, min(jobs, items, _descriptor_budget()))
 
 
 def _jobs_from_environment() -> int | None:
@@ -53,154 +60,101 @@ def _jobs_from_environment() -> int | None:
 
 
 def _descriptor_budget() -> int:
-    """Return how many workers the open-file limit allows: each holds a pipe open here, and a
+    """Return how many workers the open-file limit allows: each holds pipes open here, and a
     quarter of the limit is theirs at most, so reading the runs still finds descriptors."""
     try:
         import resource
-    except ImportError:  # Windows: no fork either
-        return 1
+    except ImportError:  # Windows
+        return 1 << 20
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return max(1, soft // 4) if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def can_fork() -> bool:
-    """Return True where worker processes can be forked safely: os.fork exists (not on
-    Windows) and no other thread runs, since a lock another thread holds at the fork would stay
-    locked in the child for ever."""
-    threading = sys.modules.get("threading")
-    return hasattr(os, "fork") and (threading is None or threading.active_count() == 1)
+def process_executor(workers: int) -> Executor:
+    """Return a pool of `workers` processes started safely on every platform. On Linux they
+    are forked, at once, while no other thread runs; beside other threads (fsspec's event
+    loop) they are forked from a clean server process instead, since a fork copies the locks
+    other threads hold, locked for ever in the child. Elsewhere (macOS, Windows) they are
+    spawned: fork is unsafe on macOS whatever runs."""
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    if not sys.platform.startswith("linux"):
+        method = "spawn"
+    elif threading.active_count() == 1:
+        method = "fork"
+    else:
+        method = "forkserver"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        # The server imports the audit once; each worker forked from it starts ready.
+        context.set_forkserver_preload(["auditor.api"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
+def thread_executor(workers: int) -> Executor:
+    """Return a pool of `workers` threads (for reads that wait on a remote store)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ckpt-audit-read")
+
+
+def dask_executor(address: str) -> tuple[Executor, Callable[[], None]]:
+    """Return an executor running on the Dask scheduler at `address` (tcp://HOST:8786) and the
+    function that disconnects from it. Raises UsageError when distributed is not installed or
+    the scheduler cannot be reached."""
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise UsageError(
+            f"--scheduler {address}: running on a Dask cluster needs the dask extra; "
+            f"run: {DASK_INSTALL}"
+        ) from exc
+    try:
+        client = Client(address, timeout="5s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(
+            f"--scheduler {address}: cannot reach the Dask scheduler ({exc}); check the address "
+            "and that the scheduler runs"
+        ) from exc
+    return client.get_executor(), client.close
 
 
 def map_in_order(
-    function: Callable[[Item], Result], items: Sequence[Item], workers: int
-) -> Iterator[Result]:
-    """Yield `function(item)` for each of `items`, in order, computed by `workers` processes:
-    this one and forked children that send their results through pipes.
+    function: Callable[[Item], Result],
+    items: Sequence[Item],
+    executor: Executor,
+    ahead: int,
+) -> Generator[Result, None, None]:
+    """Yield `function(item)` for each of `items`, in order, computed on `executor`, with at
+    most `ahead` items in flight: the results waiting to be consumed stay few, however many
+    items there are. An error in `function` is raised here, at its item. Items not yet started
+    when the consumer stops are cancelled. When the executor breaks (a worker process killed,
+    out of memory), the items left are computed here, as they would be without workers."""
+    from concurrent.futures import BrokenExecutor
 
-    Item i goes to child i % workers, and to this process when that is workers - 1. A full pipe
-    holds a child back, so no more than a few results wait, however many items there are. A
-    child that dies (killed, out of memory) leaves its items to this process, and when the
-    children cannot all be started (no process or descriptor left), this process does every
-    item. No child outlives the iteration, however it ends (an interrupt included). Call only
-    where `can_fork()` is True; with one worker, everything runs here.
-    """
-    if workers <= 1:
-        yield from map(function, items)
-        return
-    readers: list[BinaryIO | None] = []
-    children: list[int] = []
+    pending: deque[tuple[Item, Future[Result]]] = deque()
+    following = iter(items)
+    broken = False
     try:
-        try:
-            _start(function, items, workers, readers, children)
-        except OSError:
-            _stop(readers, children)
-            yield from map(function, items)
-            return
-        yield from _collect(function, items, workers, readers)
-    finally:
-        _stop(readers, children)
-
-
-def _start(
-    function: Callable[[Item], Result],
-    items: Sequence[Item],
-    workers: int,
-    readers: list[BinaryIO | None],
-    children: list[int],
-) -> None:
-    """Fork the `workers - 1` children, appending each one's pid and result pipe."""
-    for worker in range(workers - 1):
-        read_end, write_end = os.pipe()
-        # An interrupt between the fork and the child's `try` would run the parent's code in
-        # the child: held back until the child is inside it.
-        with interrupts.held() as before:
+        for item in following:
+            pending.append((item, executor.submit(function, item)))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            item, future = pending.popleft()
             try:
-                child = os.fork()
-            except OSError:
-                os.close(read_end)
-                os.close(write_end)
-                raise
-            if child == 0:  # pragma: no cover - runs in the child, which leaves by os._exit
-                try:
-                    interrupts.release(before)
-                    os.close(read_end)
-                    for reader in readers:
-                        if reader is not None:
-                            reader.close()
-                    _serve(function, items[worker::workers], write_end)
-                finally:
-                    os._exit(1)  # whatever happens, never run the parent's code in the child
-            children.append(child)
-        os.close(write_end)
-        readers.append(os.fdopen(read_end, "rb"))
-
-
-def _collect(
-    function: Callable[[Item], Result],
-    items: Sequence[Item],
-    workers: int,
-    readers: list[BinaryIO | None],
-) -> Iterator[Result]:
-    """Yield the results in order: this process's own, and the children's from their pipes."""
-    import pickle
-
-    mine = workers - 1
-    # This process also consumes the results (it writes the report): it does its next item
-    # before it waits for a child's, so it is not idle while the children are busy.
-    ahead: tuple[int, Result] | None = None
-    for index, item in enumerate(items):
-        worker = index % workers
-        if worker == mine:
-            if ahead is not None and ahead[0] == index:
-                result, ahead = ahead[1], None
-            else:
+                result = function(item) if broken else future.result()
+            except BrokenExecutor:
+                broken = True
                 result = function(item)
+            if not broken:
+                for item in following:
+                    pending.append((item, executor.submit(function, item)))
+                    break
             yield result
-            continue
-        following = index - worker + mine
-        if ahead is None and following < len(items):
-            ahead = following, function(items[following])
-        reader = readers[worker]
-        if reader is not None:
-            try:
-                result = pickle.load(reader)
-            except (EOFError, OSError, pickle.UnpicklingError):
-                reader.close()
-                readers[worker] = None
-            else:
-                yield result
-                continue
-        yield function(item)
-
-
-def _stop(readers: list[BinaryIO | None], children: list[int]) -> None:
-    """Close the pipes and end and reap every child, without an interrupt cutting it short."""
-    import signal
-
-    with interrupts.held():
-        for reader in readers:
-            if reader is not None:
-                reader.close()
-        readers.clear()
-        for child in children:
-            os.kill(child, signal.SIGKILL)  # done already, or its results are no longer wanted
-            os.waitpid(child, 0)
-        children.clear()
-
-
-def _serve(
-    function: Callable[[Item], Result], items: Iterable[Item], pipe: int
-) -> NoReturn:  # pragma: no cover - runs in a forked child
-    """Send `function(item)` for each of `items` through `pipe`, in order, then exit."""
-    import pickle
-
-    status = 1
-    try:
-        with os.fdopen(pipe, "wb") as out:
-            for item in items:
-                pickle.dump(function(item), out, pickle.HIGHEST_PROTOCOL)
-                out.flush()
-        status = 0
+        yield from map(function, following)
     finally:
-        # Never return into the parent's code, nor flush its inherited output buffers.
-        os._exit(status)
+        for _, future in pending:
+            future.cancel()

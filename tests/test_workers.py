@@ -1,45 +1,105 @@
-"""workers: results computed by forked processes come back whole, in order, and failures in a
-worker are redone here so they surface as they would without workers."""
+"""workers: per-run work on processes, threads or any executor comes back whole and in order;
+an error in a worker is raised at its item; the audit is the same however it is shared out."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
 
 import pytest
 
+import auditor
 from auditor import workers
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def square_and_pid(item: int) -> tuple[int, int]:
     return item * item, os.getpid()
 
 
-@pytest.mark.parametrize("count", [1, 2, 3])
-def test_results_come_back_in_order_from_every_process(count):
-    found = list(workers.map_in_order(square_and_pid, list(range(10)), count))
+def fails_on_two(item: int) -> int:
+    if item == 2:
+        raise ValueError("item 2")
+    return item
+
+
+def test_results_come_back_in_order_from_worker_processes():
+    with workers.process_executor(2) as pool:
+        found = list(workers.map_in_order(square_and_pid, list(range(10)), pool, ahead=4))
     assert [value for value, _ in found] == [i * i for i in range(10)]
-    assert len({pid for _, pid in found}) == count
+    assert os.getpid() not in {pid for _, pid in found}
 
 
-def test_an_error_in_a_worker_is_raised_here():
-    parent = os.getpid()
+def test_an_error_in_a_worker_is_raised_here_at_its_item():
+    seen = []
+    with workers.process_executor(2) as pool, pytest.raises(ValueError, match="item 2"):
+        for value in workers.map_in_order(fails_on_two, list(range(6)), pool, ahead=3):
+            seen.append(value)
+    assert seen == [0, 1]
 
-    def fails_on_two(item: int) -> int:
-        if item == 2:  # a child's item: the child dies, this process redoes it
-            raise ValueError(f"item 2 in {'this process' if os.getpid() == parent else 'a child'}")
+
+def dies_in_a_worker(item: int, parent: int) -> tuple[int, int]:
+    if os.getpid() != parent and item == 3:
+        os._exit(9)  # as the out-of-memory killer would
+    return item, os.getpid()
+
+
+def test_when_a_worker_dies_the_items_left_are_computed_here():
+    task = partial(dies_in_a_worker, parent=os.getpid())
+    with workers.process_executor(2) as pool:
+        found = list(workers.map_in_order(task, list(range(12)), pool, ahead=4))
+    assert [value for value, _ in found] == list(range(12))
+    assert found[-1][1] == os.getpid()
+
+
+def test_no_more_than_ahead_items_are_in_flight_and_the_rest_is_cancelled():
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def slow(item: int) -> int:
+        with lock:
+            started.append(item)
+        time.sleep(0.01)
         return item
 
-    with pytest.raises(ValueError, match="item 2 in this process"):
-        list(workers.map_in_order(fails_on_two, list(range(6)), 2))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = workers.map_in_order(slow, list(range(100)), pool, ahead=3)
+        for consumed, value in enumerate(results, start=1):
+            assert value == consumed - 1
+            time.sleep(0.02)
+            # Started so far: those consumed, plus at most `ahead` submitted beyond them.
+            assert len(started) <= consumed + 3
+            if consumed == 5:
+                break
+        results.close()
+    assert len(started) <= 5 + 3
 
 
 def test_the_count_honours_jobs_the_environment_and_the_threshold(monkeypatch):
     monkeypatch.delenv(workers.JOBS_VARIABLE, raising=False)
-    monkeypatch.setattr(workers, "can_fork", lambda: True)
     assert workers.worker_count(10, None, parallel_from=64) == 1
     assert workers.worker_count(10, 3, parallel_from=64) == 3
     assert workers.worker_count(2, 8, parallel_from=64) == 2  # never more than the items
     monkeypatch.setenv(workers.JOBS_VARIABLE, "2")
     assert workers.worker_count(10, None, parallel_from=64) == 2
-    monkeypatch.setattr(workers, "can_fork", lambda: False)
-    assert workers.worker_count(10, 4, parallel_from=64) == 1
+
+
+def _report(result: auditor.AuditResult) -> str:
+    from auditor.render import render
+
+    # The JSON report: NaN losses (a diverged run) compare equal there, not in the objects.
+    return render(result, "json")
+
+
+def test_an_audit_shared_out_is_the_audit_of_one_process():
+    alone = auditor.audit(FIXTURES, jobs=1)
+    in_processes = auditor.audit(FIXTURES, jobs=2)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        on_threads = auditor.audit(FIXTURES, executor=pool)
+    assert _report(in_processes) == _report(alone)
+    assert _report(on_threads) == _report(alone)
