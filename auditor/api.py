@@ -84,17 +84,20 @@ def audit_locations(
     holds), from `jobs` worker processes or on `executor` (see `audit`)."""
     with ExitStack() as stack:
         ahead = AHEAD_CHUNKS
+        own = executor is None
         if executor is None:
             workers = worker_count(len(locations), jobs, PARALLEL_FROM_RUNS)
             if workers > 1:
                 executor = process_executor(workers)
                 # On an early stop, what was not started is dropped, never run to the end.
                 stack.callback(executor.shutdown, wait=True, cancel_futures=True)
-                ahead = 2 * workers
+                ahead = 3 * workers
         if executor is not None:
             chunks = [locations[i : i + CHUNK_RUNS] for i in range(0, len(locations), CHUNK_RUNS)]
             task = partial(_audit_chunk, config=config, curves=curves)
-            audited = map_in_order(task, chunks, executor, ahead)
+            # Our own processes: this one audits too rather than wait (a caller's executor,
+            # a cluster, is left all the work).
+            audited = map_in_order(task, chunks, executor, ahead, help_here=own)
             stack.callback(audited.close)
             per_location: Iterator[list[RunResult]] = (
                 audited_location for chunk in audited for audited_location in chunk

@@ -12,9 +12,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -37,7 +35,8 @@ class Entry(NamedTuple):
 
 
 class Range(NamedTuple):
-    """Bytes [start, end) of the file at `path`; `end` None reads to the end of the file.
+    """Bytes [start, end) of the file at `path`; `end` None reads to the end of the file, and a
+    negative `start` counts from the end (local files only: a store may ignore such a range).
     `size` is the file's size when known (from a listing): it lets an over-long reply be cut."""
 
     path: str
@@ -48,7 +47,8 @@ class Range(NamedTuple):
 
 class ReadError(StateFileError):
     """A path could not be listed or read. `code` says why, for decisions; the message says it
-    for people: "missing", "denied", "folder", "not_file", "loop", "io"."""
+    for people: "missing", "dangling" (a symlink to nothing), "denied", "folder", "not_file",
+    "not_dir", "loop", "io"."""
 
     def __init__(self, path: str, code: str, reason: str) -> None:
         super().__init__(path, reason)
@@ -65,22 +65,6 @@ class Traffic:
     def add(self, requests: int, received: int) -> None:
         self.requests += requests
         self.bytes += received
-
-
-#: The Traffic that reads in this thread (or task) add to, set by `counting`.
-_COUNTER: ContextVar[Traffic | None] = ContextVar("ckpt_audit_traffic", default=None)
-
-
-@contextmanager
-def counting() -> Iterator[Traffic]:
-    """Count what is read inside the block, in this thread or task only (never what other
-    threads read at the same time), so that a worker can send its own count back."""
-    traffic = Traffic()
-    token = _COUNTER.set(traffic)
-    try:
-        yield traffic
-    finally:
-        _COUNTER.reset(token)
 
 
 def is_url(path: str) -> bool:
@@ -125,6 +109,11 @@ class Storage:
         """Return the Entry of `path`; raise ReadError ("missing", "denied", "io")."""
         raise NotImplementedError
 
+    def size_of(self, path: str) -> int | None:
+        """Return the size of the file at `path` when ranges need it (a remote store's, known
+        from its listing), None when they do not (a local file's); raise ReadError."""
+        return None
+
     def read(self, path: str) -> bytes:
         """Return the whole regular file at `path`; raise ReadError naming the fix."""
         data = self.read_ranges([Range(path)])[0]
@@ -140,9 +129,6 @@ class Storage:
     def _count(self, requests: int, received: int) -> None:
         with self._lock:
             self.traffic.add(requests, received)
-        counter = _COUNTER.get()
-        if counter is not None:
-            counter.add(requests, received)
 
 
 class LocalStorage(Storage):
@@ -159,7 +145,7 @@ class LocalStorage(Storage):
             try:
                 is_dir = item.is_dir()
             except OSError:
-                continue
+                is_dir = False  # a symlink loop: listed, so that reading it says so
             entries.append(Entry(item.name, item.path, is_dir))
         return entries
 
@@ -171,38 +157,56 @@ class LocalStorage(Storage):
         return Entry(basename(path), path, stat.S_ISDIR(info.st_mode), info.st_size, info.st_mtime)
 
     def read_ranges(self, ranges: Sequence[Range]) -> list[bytes | ReadError]:
-        return [self._read_range(r) for r in ranges]
+        replies: list[bytes | ReadError] = []
+        at = 0
+        while at < len(ranges):
+            # The ranges of one file, side by side, are read through one descriptor.
+            path = ranges[at].path
+            following = at + 1
+            while following < len(ranges) and ranges[following].path == path:
+                following += 1
+            replies.extend(self._read_file(path, ranges[at:following]))
+            at = following
+        return replies
 
-    def _read_range(self, wanted: Range) -> bytes | ReadError:
-        path = wanted.path
+    def _read_file(self, path: str, ranges: Sequence[Range]) -> list[bytes | ReadError]:
         # Non-blocking: a FIFO under this name would otherwise hang the scan before it is refused.
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
         try:
             descriptor = os.open(path, flags)
         except OSError as exc:
-            return _os_error(path, exc)
+            return [_os_error(path, exc)] * len(ranges)
         try:
             kind = os.fstat(descriptor).st_mode
             if stat.S_ISDIR(kind):
-                return _folder_error(path)
+                return [_folder_error(path)] * len(ranges)
             if not stat.S_ISREG(kind):
                 # A device (/dev/zero) would be read forever, a pipe would wait for a writer.
-                return ReadError(
+                refused = ReadError(
                     path,
                     "not_file",
                     "is not a regular file (a pipe, socket or device); put the real file there",
                 )
-            if wanted.end is None:
-                os.lseek(descriptor, wanted.start, os.SEEK_SET)
-                with os.fdopen(os.dup(descriptor), "rb") as handle:
-                    data = handle.read()
-            else:
-                data = os.pread(descriptor, max(0, wanted.end - wanted.start), wanted.start)
+                return [refused] * len(ranges)
+            replies: list[bytes | ReadError] = []
+            size = os.fstat(descriptor).st_size if any(r.start < 0 for r in ranges) else 0
+            for wanted in ranges:
+                if wanted.start < 0:
+                    start = max(0, size + wanted.start)
+                    replies.append(os.pread(descriptor, size - start, start))
+                elif wanted.end is None:
+                    os.lseek(descriptor, wanted.start, os.SEEK_SET)
+                    with os.fdopen(os.dup(descriptor), "rb") as handle:
+                        replies.append(handle.read())
+                else:
+                    length = max(0, wanted.end - wanted.start)
+                    replies.append(os.pread(descriptor, length, wanted.start))
+            return replies
         except OSError as exc:
-            return ReadError(path, "io", f"cannot be read ({exc.strerror}); {_LFS_LIMIT_NOTE}")
+            failed = ReadError(path, "io", f"cannot be read ({exc.strerror}); {_LFS_LIMIT_NOTE}")
+            return [failed] * len(ranges)
         finally:
             os.close(descriptor)
-        return data
 
 
 class RemoteStorage(Storage):
@@ -227,14 +231,8 @@ class RemoteStorage(Storage):
         root_key = self._key(root)
         try:
             found = self.fs.find(root_key, withdirs=True, detail=True)
-        except FileNotFoundError as exc:
-            raise ReadError(root, "missing", "no such file or folder") from exc
-        except PermissionError as exc:
-            raise ReadError(
-                root, "denied", f"cannot be listed ({exc}); check the credentials"
-            ) from exc
-        except OSError as exc:
-            raise ReadError(root, "io", f"cannot be listed ({exc})") from exc
+        except Exception as exc:  # the store's client raises its own errors (no credentials)
+            raise _remote_error(root, exc, "listed") from exc
         self._count(1, 0)
         folders: dict[str, dict[str, Entry]] = {root_key: {}}
         for key, info in found.items():
@@ -269,20 +267,17 @@ class RemoteStorage(Storage):
             _mtime(info),
         )
 
+    def size_of(self, path: str) -> int | None:
+        return self.stat(path).size
+
     def listdir(self, folder: str) -> list[Entry]:
         key = self._key(folder)
         if key in self._tree:
             return self._tree[key]
         try:
             found = self.fs.ls(key, detail=True)
-        except FileNotFoundError as exc:
-            raise ReadError(folder, "missing", "no such file or folder") from exc
-        except PermissionError as exc:
-            raise ReadError(
-                folder, "denied", f"cannot be listed ({exc}); check the credentials"
-            ) from exc
-        except OSError as exc:
-            raise ReadError(folder, "io", f"cannot be listed ({exc})") from exc
+        except Exception as exc:  # the store's client raises its own errors (no credentials)
+            raise _remote_error(folder, exc, "listed") from exc
         self._count(1, 0)
         entries = [
             self._entry(str(info["name"]).rstrip("/"), info)
@@ -301,14 +296,8 @@ class RemoteStorage(Storage):
             raise ReadError(path, "missing", "no such file or folder")
         try:
             info = self.fs.info(key)
-        except FileNotFoundError as exc:
-            raise ReadError(path, "missing", "no such file or folder") from exc
-        except PermissionError as exc:
-            raise ReadError(
-                path, "denied", f"cannot be read ({exc}); check the credentials"
-            ) from exc
-        except OSError as exc:
-            raise ReadError(path, "io", f"cannot be read ({exc})") from exc
+        except Exception as exc:  # the store's client raises its own errors (no credentials)
+            raise _remote_error(path, exc, "read") from exc
         self._count(1, 0)
         return self._entry(key, info)
 
@@ -318,10 +307,13 @@ class RemoteStorage(Storage):
         keys = [self._key(r.path) for r in ranges]
         starts: list[int | None] = [r.start or None for r in ranges]
         ends: list[int | None] = [r.end for r in ranges]
-        if getattr(self.fs, "async_impl", False):
-            replies = list(self.fs.cat_ranges(keys, starts, ends, on_error="return"))
-        else:
-            replies = _threaded(self.fs, keys, starts, ends)
+        try:
+            if getattr(self.fs, "async_impl", False):
+                replies = list(self.fs.cat_ranges(keys, starts, ends, on_error="return"))
+            else:
+                replies = _threaded(self.fs, keys, starts, ends)
+        except Exception as exc:  # the store's client raises its own errors (no credentials)
+            return [_remote_error(r.path, exc) for r in ranges]
         self._count(len(ranges), sum(len(r) for r in replies if isinstance(r, bytes)))
         return [_checked(wanted, reply) for wanted, reply in zip(ranges, replies, strict=True)]
 
@@ -344,6 +336,23 @@ def _threaded(
         return list(pool.map(one, range(len(keys))))
 
 
+#: Where a remote store takes its credentials and endpoint from, for messages.
+_CREDENTIALS = (
+    "check the credentials and the endpoint (AWS_* for S3, GOOGLE_APPLICATION_CREDENTIALS for "
+    "GCS, HF_TOKEN for the Hub)"
+)
+
+
+def _remote_error(path: str, exc: BaseException, verb: str = "read") -> ReadError:
+    """Return the ReadError for what a remote store's client raised on `path`."""
+    if isinstance(exc, FileNotFoundError):
+        return ReadError(path, "missing", "no such file or folder")
+    if isinstance(exc, IsADirectoryError):
+        return _folder_error(path)
+    code = "denied" if isinstance(exc, PermissionError) else "io"
+    return ReadError(path, code, f"cannot be {verb} ({type(exc).__name__}: {exc}); {_CREDENTIALS}")
+
+
 def _checked(wanted: Range, reply: Any) -> bytes | ReadError:
     """Return the bytes `wanted` asked for out of `reply`, which a server may have sent whole
     (a range it ignored) or short: never trust a reply's length."""
@@ -351,12 +360,8 @@ def _checked(wanted: Range, reply: Any) -> bytes | ReadError:
         return ReadError(
             wanted.path, "missing", "does not exist (the save is incomplete, or it was deleted)"
         )
-    if isinstance(reply, PermissionError):
-        return ReadError(wanted.path, "denied", f"cannot be read ({reply}); check the credentials")
-    if isinstance(reply, IsADirectoryError):
-        return _folder_error(wanted.path)
     if isinstance(reply, BaseException):
-        return ReadError(wanted.path, "io", f"cannot be read ({type(reply).__name__}: {reply})")
+        return _remote_error(wanted.path, reply)
     data = bytes(reply)
     if wanted.start == 0 and wanted.end is None:
         return data
@@ -407,7 +412,7 @@ def _os_error(path: str, exc: OSError) -> ReadError:
         if os.path.islink(path):
             return ReadError(
                 path,
-                "missing",
+                "dangling",
                 f"is a symlink to {os.readlink(path)}, which is missing; "
                 "restore the target or remove the link",
             )
@@ -459,3 +464,14 @@ def _filesystem(protocol: str, url: str) -> Any:
             f"{url}: reading {protocol}:// needs a package that is not installed ({exc}); "
             f"run: {REMOTE_INSTALL}"
         ) from exc
+    except Exception as exc:  # the store's client could not be set up (its configuration)
+        raise UsageError(f"{url}: {type(exc).__name__}: {exc}; {_CREDENTIALS}") from exc
+
+
+def remote_traffic() -> Traffic:
+    """Return the requests sent and bytes received by this process from remote stores."""
+    total = Traffic()
+    with _REMOTE_LOCK:
+        for store in _REMOTE.values():
+            total.add(store.traffic.requests, store.traffic.bytes)
+    return total

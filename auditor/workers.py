@@ -126,12 +126,14 @@ def map_in_order(
     items: Sequence[Item],
     executor: Executor,
     ahead: int,
+    help_here: bool = False,
 ) -> Generator[Result, None, None]:
     """Yield `function(item)` for each of `items`, in order, computed on `executor`, with at
     most `ahead` items in flight: the results waiting to be consumed stay few, however many
     items there are. An error in `function` is raised here, at its item. Items not yet started
     when the consumer stops are cancelled. When the executor breaks (a worker process killed,
-    out of memory), the items left are computed here, as they would be without workers."""
+    out of memory), the items left are computed here, as they would be without workers. With
+    `help_here`, this process takes an item no worker has started rather than wait idle."""
     from concurrent.futures import BrokenExecutor
 
     pending: deque[tuple[Item, Future[Result]]] = deque()
@@ -143,6 +145,8 @@ def map_in_order(
             if len(pending) >= ahead:
                 break
         while pending:
+            if help_here and not broken and not pending[0][1].done():
+                _help(function, pending)
             item, future = pending.popleft()
             try:
                 result = function(item) if broken else future.result()
@@ -158,3 +162,16 @@ def map_in_order(
     finally:
         for _, future in pending:
             future.cancel()
+
+
+def _help(function: Callable[[Item], Result], pending: deque[tuple[Item, Future[Result]]]) -> None:
+    """Compute here the last of `pending` that no worker has started, if any."""
+    from concurrent.futures import Future
+
+    for index in range(len(pending) - 1, 0, -1):
+        item, future = pending[index]
+        if future.cancel():
+            done: Future[Result] = Future()
+            done.set_result(function(item))
+            pending[index] = (item, done)
+            return

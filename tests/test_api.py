@@ -51,11 +51,22 @@ def test_stopping_early_leaves_no_worker_behind(tmp_path):
     locations = _sweep_of(tmp_path / "sweep", 40)
     runs = api.audit_locations(locations, Config(), jobs=2)
     next(runs)
-    # The workers are the children of this process's children (forked from a server process).
-    workers = {pid for child in _children(os.getpid()) for pid in _children(child)}
+    workers = _workers()
     assert len(workers) == 2
     runs.close()
-    assert workers.isdisjoint(pid for child in _children(os.getpid()) for pid in _children(child))
+    assert workers.isdisjoint(_workers())
+
+
+def _workers() -> set[int]:
+    """Return this process's worker processes: its children, or the children of a fork server
+    it started (which itself lives on, waiting for the next pool)."""
+    found = set()
+    for child in _children(os.getpid()):
+        if b"forkserver" in Path(f"/proc/{child}/cmdline").read_bytes():
+            found |= _children(child)
+        else:
+            found.add(child)
+    return found
 
 
 def _children(parent: int) -> set[int]:

@@ -20,9 +20,10 @@ pytest_plugins = ("servers.fixtures",)
 
 
 @pytest.fixture(params=["s3", "gs", "hf"])
-def remote(request: pytest.FixtureRequest, stores) -> str:
-    """The URL of fixtures/ in one store."""
-    return stores.roots[request.param]
+def remote(request: pytest.FixtureRequest, stores) -> tuple[str, storage.Storage]:
+    """The URL of fixtures/ in one store, and the storage that reads it."""
+    url = stores.roots[request.param]
+    return url, stores.storage(url)
 
 
 def _tree(
@@ -39,9 +40,9 @@ def _tree(
     return found
 
 
-def test_a_remote_listing_is_the_local_one(remote: str) -> None:
+def test_a_remote_listing_is_the_local_one(remote) -> None:
+    remote, store = remote
     local = storage.for_path(str(FIXTURES / RUN))
-    store = storage.for_path(remote)
     expected = _tree(local, str(FIXTURES / RUN))
     assert _tree(store, storage.join(remote, RUN)) == expected
     # Listed as one tree up front, the same folders read the same, without one request each.
@@ -52,9 +53,9 @@ def test_a_remote_listing_is_the_local_one(remote: str) -> None:
     assert store.traffic.requests == before
 
 
-def test_remote_bytes_and_ranges_are_the_local_ones(remote: str) -> None:
+def test_remote_bytes_and_ranges_are_the_local_ones(remote) -> None:
+    remote, store = remote
     data = (FIXTURES / STATE).read_bytes()
-    store = storage.for_path(remote)
     url = storage.join(remote, STATE)
     size = len(data)
     wanted = [
@@ -78,7 +79,7 @@ def test_a_range_answered_with_the_whole_file_is_cut_to_the_range(stores) -> Non
     data = (FIXTURES / STATE).read_bytes()
     stores.hub.ignore_ranges = True
     try:
-        store = storage.for_path(stores.roots["hf"])
+        store = stores.storage(stores.roots["hf"])
         url = storage.join(stores.roots["hf"], STATE)
         head, tail = store.read_ranges(
             [Range(url, 0, 64, len(data)), Range(url, 100, 164, len(data))]
@@ -93,7 +94,7 @@ def test_a_reply_of_the_wrong_length_is_an_error_naming_the_file(stores) -> None
     stores.hub.ignore_ranges = True
     try:
         url = storage.join(stores.roots["hf"], STATE)
-        [reply] = storage.for_path(url).read_ranges([Range(url, 0, 64)])
+        [reply] = stores.storage(url).read_ranges([Range(url, 0, 64)])
     finally:
         stores.hub.ignore_ranges = False
     assert isinstance(reply, ReadError) and reply.path == url
@@ -128,3 +129,14 @@ def test_without_the_remote_extra_a_url_names_the_pip_command() -> None:
         "UsageError s3://bucket/run: reading a URL needs the remote extra; "
         "run: pip install 'checkpoint-auditor[remote]'"
     )
+
+
+def test_local_ranges_of_one_file_including_its_last_bytes(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 64
+    path = tmp_path / "state.json"
+    path.write_bytes(data)
+    local = storage.for_path(str(path))
+    wanted = [Range(str(path), 0, 100), Range(str(path), -300), Range(str(path), 50, None)]
+    assert local.read_ranges(wanted) == [data[:100], data[-300:], data[50:]]
+    # A negative start longer than the file reads the whole file.
+    assert local.read_ranges([Range(str(path), -len(data) - 5)]) == [data]

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import pytest
 
+from auditor import storage
 from servers.hub import HubServer
 from servers.stores import BUCKET, gcs_server, s3_server, upload
 
@@ -24,6 +25,16 @@ class Stores(NamedTuple):
     roots: dict[str, str]
     env: dict[str, str]
     hub: HubServer
+
+    def storage(self, url: str) -> storage.Storage:
+        """Return the storage of `url`. huggingface_hub reads HF_ENDPOINT once, when first
+        imported (perhaps by an earlier test): the Hub's filesystem is given the server here."""
+        if not url.startswith("hf://"):
+            return storage.for_path(url)
+        from huggingface_hub import HfFileSystem
+
+        hub = HfFileSystem(endpoint=self.hub.endpoint, skip_instance_cache=True)
+        return storage.RemoteStorage(hub, "hf")
 
 
 @pytest.fixture(scope="session")
@@ -41,15 +52,6 @@ def stores() -> Iterator[Stores]:
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
         stack.callback(_restore, saved)
-        # huggingface_hub reads HF_ENDPOINT when first imported, which an earlier test may
-        # have done: point the already-imported constant at the server too.
-        import huggingface_hub.constants
-
-        stack.callback(
-            setattr, huggingface_hub.constants, "ENDPOINT", huggingface_hub.constants.ENDPOINT
-        )
-        huggingface_hub.constants.ENDPOINT = hub.endpoint
-
         s3 = fsspec.filesystem("s3", skip_instance_cache=True)
         s3.mkdir(BUCKET)
         upload(s3, FIXTURES, f"{BUCKET}/fixtures")
