@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,19 @@ def expected_rows() -> list[tuple[str, dict[str, Any], int]]:
         for name, wants in expected.items()
         for number, want in enumerate(wants if isinstance(wants, list) else [wants], start=1)
     ]
+
+
+def extra(*modules: str) -> None:
+    """Import what a test needs from an optional extra. .ci/run installs every extra, so under
+    CI a missing one is a failure; the skip only spares developer machines without it."""
+    import importlib
+
+    ci = os.environ.get("CI", "").lower() in ("true", "1", "yes")
+    for module in modules:
+        if ci:
+            importlib.import_module(module)
+        else:
+            pytest.importorskip(module)
 
 
 @pytest.fixture

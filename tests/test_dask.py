@@ -10,12 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import main
+from conftest import extra
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    extra("distributed")
     from distributed import LocalCluster
 
     with LocalCluster(

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import pytest
 
 from auditor import storage
+from conftest import extra
 from servers.hub import HubServer
 from servers.stores import BUCKET, gcs_server, s3_server, upload
 
@@ -40,6 +41,7 @@ class Stores(NamedTuple):
 @pytest.fixture(scope="session")
 def stores() -> Iterator[Stores]:
     """Start the three servers once per test session; fixtures/ is the same tree in each."""
+    extra("fsspec", "s3fs", "gcsfs", "huggingface_hub", "moto.server", "gcp_storage_emulator")
     import fsspec
 
     with ExitStack() as stack:
