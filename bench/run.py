@@ -6,6 +6,8 @@ first chart in headless Chromium.
     python3 bench/run.py                # a few minutes; sweeps are generated into /tmp once
     python3 bench/run.py --repeat 3     # fewer alternating rounds
     python3 bench/run.py --report-only  # only the HTML report's targets
+    python3 bench/run.py --scale        # only thousands of tiny runs and one huge history
+                                        # (bench/scale.py; --huge-mb N for a smaller file)
 
 Needs the shared benchmark scripts (../shared/bench beside the repo, or --scripts DIR):
 gen_sweep.py, baseline_naive.py and limit_newest.py. Exits 1 when a pick or a flag differs
@@ -303,6 +305,12 @@ def main() -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="measure only the HTML report's targets"
     )
+    parser.add_argument(
+        "--scale", action="store_true", help="measure only the tiny-runs and huge-history shapes"
+    )
+    parser.add_argument(
+        "--huge-mb", type=int, default=300, help="size of the huge trainer_state.json (MB)"
+    )
     args = parser.parse_args()
     scripts = args.scripts.resolve()
     for name in ("gen_sweep.py", "baseline_naive.py", "limit_newest.py"):
@@ -313,6 +321,18 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     out = args.workdir / "out"
     out.mkdir(exist_ok=True)
+    if args.scale:
+        from scale import run_scale
+
+        print(f"machine: {machine()}", flush=True)
+        print(f"measuring {compile_bytecode()} (bytecode compiled, as pip does at install)")
+        missed = [
+            name
+            for name, ok in run_scale(scripts, args.workdir, args.repeat, args.huge_mb)
+            if not ok
+        ]
+        print(f"targets missed: {', '.join(missed)}" if missed else "targets met")
+        return 1 if missed and args.strict else 0
     if args.report_only:
         print(f"machine: {machine()}", flush=True)
         print(f"measuring {compile_bytecode()} (bytecode compiled, as pip does at install)")
