@@ -61,7 +61,9 @@ def _generate(scripts: Path, sweep: Path, options: list[str]) -> None:
     partial = sweep.with_name(sweep.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     print(f"generating {sweep} ({' '.join(options)}) ...", flush=True)
-    subprocess.run([sys.executable, str(scripts / "gen_sweep.py"), str(partial), *options], check=True)
+    subprocess.run(
+        [sys.executable, str(scripts / "gen_sweep.py"), str(partial), *options], check=True
+    )
     partial.rename(sweep)
 
 
