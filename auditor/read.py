@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .discover import STATE_FILE, CheckpointDir, RunLocation, checkpoints_of
+from . import long_history
 from .errors import StateFileError
 from .fastjson import loads
 from .lineage import Lineage, belongs, newest_losses, settings_of
@@ -75,7 +76,9 @@ class RunRecord(NamedTuple):
 _ROUNDED_FROM = 2**63
 
 
-def _read_bytes(path: str) -> bytes:
+def _read_state(path: str) -> bytes | dict[str, Any]:
+    """Return the bytes of the state file at `path`, or its top-level object when it is large
+    enough to be parsed in pieces (see long_history)."""
     # Non-blocking: a FIFO under this name would otherwise hang the scan before it is refused.
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
@@ -105,7 +108,8 @@ def _read_bytes(path: str) -> bytes:
         raise StateFileError(
             path, f"cannot be read ({exc.strerror}); {hint}", unreadable=True
         ) from exc
-    kind = os.fstat(descriptor).st_mode
+    info = os.fstat(descriptor)
+    kind = info.st_mode
     if not stat.S_ISREG(kind):
         os.close(descriptor)
         if stat.S_ISDIR(kind):
@@ -125,6 +129,13 @@ def _read_bytes(path: str) -> bytes:
                     "is not valid JSON (it starts with NUL bytes: a save that was never "
                     "written?); restore it or delete it",
                 )
+            if info.st_size >= long_history.PIECEWISE_FROM:
+                document = long_history.parse_in_pieces(descriptor)
+                # A float global_step may be a rounded step past 64 bits: the whole parse
+                # reads it exactly.
+                if document is not None and not isinstance(document.get("global_step"), float):
+                    return document
+                handle.seek(0)
             return handle.read()
         except OSError as exc:
             raise StateFileError(
@@ -167,6 +178,11 @@ def parse_state(data: bytes, path: str) -> TrainerState:
         ) from exc
     except RecursionError as exc:
         raise StateFileError(path, "is nested too deeply to be a trainer_state.json") from exc
+    return _state_of(document, path)
+
+
+def _state_of(document: Any, path: str) -> TrainerState:
+    """Return the TrainerState of a parsed state file; raise StateFileError if unusable."""
     if not isinstance(document, dict):
         raise StateFileError(
             path,
@@ -197,7 +213,8 @@ def parse_state(data: bytes, path: str) -> TrainerState:
 
 def load_state(path: str) -> TrainerState:
     """Return the TrainerState of the trainer_state.json at `path`; raise StateFileError."""
-    return parse_state(_read_bytes(path), path)
+    found = _read_state(path)
+    return parse_state(found, path) if isinstance(found, bytes) else _state_of(found, path)
 
 
 def read_run(location: RunLocation) -> tuple[RunRecord, ...]:
