@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .discover import STATE_FILE, CheckpointDir, RunLocation, checkpoints_of
 from . import long_history
+from .discover import STATE_FILE, CheckpointDir, RunLocation, checkpoints_of
 from .errors import StateFileError
 from .fastjson import loads
 from .lineage import Lineage, belongs, newest_losses, settings_of
