@@ -227,14 +227,21 @@ def _warn_empty_paths(paths: tuple[str, ...], run_dirs: list[str], quiet: bool) 
         )
 
 
-def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: str | None) -> None:
-    """Audit `paths` and write the JSON report run by run: memory stays flat with the sweep."""
+#: Formats written as the runs are audited (the table once they all are: it holds one line
+#: of cells per run), so memory stays flat however large the sweep.
+_STREAMED = ("json", "csv", "table")
+
+
+def _stream_report(
+    paths: tuple[str, ...], config: Config, quiet: bool, output: str | None, fmt: str, view: str
+) -> None:
+    """Audit `paths` and write the report in `fmt` (one of _STREAMED) run by run."""
     from dataclasses import replace
 
     from .api import audit_locations
     from .discover import discover
-    from .render.json_report import write_report
     from .report_file import write_atomic_from
+    from .results import AuditResult
 
     locations = discover(list(paths))
     if not locations:
@@ -244,28 +251,56 @@ def _stream_json(paths: tuple[str, ...], config: Config, quiet: bool, output: st
         _refuse_output_inside(output, [location.run_dir for location in locations])
     else:
         require_stdout()  # before a sweep is audited for nothing
-    # What stays of the runs once written: their verdicts counted, and the runs that have a
-    # warning or an error to print after the report.
+    # What stays of the runs once written: their verdicts counted, the runs that have a
+    # warning or an error to print after the report, and the first that needs a look.
     counts: dict[str, int] = {}
     noted: list[RunResult] = []
+    look: dict[str, RunResult] = {}
 
     def runs(executor: Executor | None) -> Iterator[RunResult]:
         audited = audit_locations(locations, config, _progress(quiet), False, None, executor)
         for run in audited:
             counts[run.verdict] = counts.get(run.verdict, 0) + 1
+            slim = replace(run, checkpoints=(), train_losses=())
             if run.warnings or run.error is not None:
-                noted.append(replace(run, checkpoints=(), train_losses=()))
+                noted.append(slim)
+            if run.flagged or run.verdict == "differs":
+                look.setdefault("flagged" if run.flagged else "differs", slim)
             yield run
+
+    color = _use_color(fmt, output)
+    width = _terminal_width(fmt, output)
+
+    # Each format's module is imported only when it writes: a JSON scan needs neither csv
+    # nor tabulate.
+    def write(executor: Executor | None, write: Callable[[str], Any]) -> None:
+        if fmt == "json":
+            from .render import json_report
+
+            json_report.write_report(runs(executor), config, write)
+        elif fmt == "csv":
+            from .render import csv_report
+
+            csv_report.write_report(runs(executor), config, write, view)
+        else:
+            from .render import table
+
+            table.write_report(runs(executor), config, write, color, width)
 
     with _executor() as executor:
         if output:
-            write_atomic_from(
-                output,
-                lambda write: write_report(runs(executor), config, lambda t: write(t.encode())),
-            )
+            write_atomic_from(output, lambda sink: write(executor, lambda t: sink(t.encode())))
         else:
-            write_report(runs(executor), config, to_stdout)
+            write(executor, lambda text: to_stdout(text, color))
     _print_messages(noted, counts, output, quiet)
+    if fmt == "table" and width is not None and not quiet:
+        from .render import table
+        from .render.fit import wrap
+
+        shown = tuple(look[kind] for kind in ("flagged", "differs") if kind in look)
+        found = AuditResult(shown, config, sweep_best=())
+        # After the summary, so it is the last thing a newcomer reads.
+        click.echo("\n" + wrap(table.next_commands(found, paths), width))
 
 
 def _emit(
@@ -461,15 +496,17 @@ def scan(
     config = _load_config(config_path, eval_key)
     # A named eval key is checked against every run before a report is made, so a typo is an
     # error rather than a report of runs with nothing to pick.
-    if fmt == "json" and not (sort or top or config.eval_key):
-        _stream_json(paths, config, quiet, output)
+    view = "checkpoints" if per_checkpoint else "runs"
+    # `--per-checkpoint` tables are one table per run, made from all the run's steps.
+    streamed = fmt in _STREAMED and (fmt != "table" or view == "runs")
+    if streamed and not (sort or top or config.eval_key):
+        _stream_report(paths, config, quiet, output, fmt, view)
         return
     # Only the HTML report draws loss curves; a sweep's curves would dominate its memory.
     result = _audit(paths, config, quiet, curves=fmt == "html")
     from .sweep import order_runs
 
     shown = order_runs(result.runs, sort, top) if sort or top else None
-    view = "checkpoints" if per_checkpoint else "runs"
     _emit(result, fmt, view, output, quiet, paths, shown, next_steps=True)
 
 

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .results import AuditResult, CheckpointResult, Pick
+    from .config import Config
+    from .results import AuditResult, CheckpointResult, Pick, RunResult
 
 LEVELS = ("runs", "checkpoints")
 
@@ -115,78 +116,82 @@ def _pick_fields(prefix: str, pick: Pick | None, row: CheckpointResult | None) -
 
 def run_records(result: AuditResult) -> list[dict[str, Any]]:
     """Return one flat dict per run (the columns of RUN_COLUMNS, in order)."""
+    return [run_record(run, result.config) for run in result.runs]
+
+
+def run_record(run: RunResult, config: Config) -> dict[str, Any]:
+    """Return the flat dict of one run audited with `config` (RUN_COLUMNS, in order)."""
     from .evidence import decision
 
-    out = []
-    for run in result.runs:
-        evidence = run.evidence
-        metric = evidence.contradicting_metric if evidence is not None else None
-        trainer = run.trainer_best_evidence
-        record: dict[str, Any] = {
-            "run_dir": run.run_dir,
-            "training": run.training,
-            "trainings": run.trainings,
-            "verdict": run.verdict,
-            "flagged": run.flagged,
-            "error": run.error,
-            "eval_key": run.eval_key,
-            "checkpoints": run.checkpoints_on_disk,
-            "evaluations": run.evaluations,
-            "history_only": run.history_only,
-            **_pick_fields("eval_only", run.eval_only_pick, run.row(run.eval_only_pick)),
-            **_pick_fields("scorer", run.scorer_pick, run.row(run.scorer_pick)),
-            **_pick_fields("smoothed", run.smoothed_pick, run.row(run.smoothed_pick)),
-            "trainer_best_checkpoint": run.trainer_best.checkpoint if run.trainer_best else None,
-            "trainer_best_step": run.trainer_best.step if run.trainer_best else None,
-            "trainer_metric": run.trainer_metric,
-            "eval_noise": evidence.eval_noise if evidence else None,
-            "eval_delta": evidence.eval_delta if evidence else None,
-            "eval_samples": evidence.eval_samples if evidence else None,
-            "outcome": evidence.outcome if evidence else None,
-            "contradicting_metric": metric.key if metric else None,
-            "trainer_best_outcome": trainer.outcome if trainer else None,
-            "decision": decision(run, result.config),
-            "warnings": len(run.warnings),
-        }
-        out.append({name: record[name] for name in RUN_COLUMNS})
-    return out
+    evidence = run.evidence
+    metric = evidence.contradicting_metric if evidence is not None else None
+    trainer = run.trainer_best_evidence
+    record: dict[str, Any] = {
+        "run_dir": run.run_dir,
+        "training": run.training,
+        "trainings": run.trainings,
+        "verdict": run.verdict,
+        "flagged": run.flagged,
+        "error": run.error,
+        "eval_key": run.eval_key,
+        "checkpoints": run.checkpoints_on_disk,
+        "evaluations": run.evaluations,
+        "history_only": run.history_only,
+        **_pick_fields("eval_only", run.eval_only_pick, run.row(run.eval_only_pick)),
+        **_pick_fields("scorer", run.scorer_pick, run.row(run.scorer_pick)),
+        **_pick_fields("smoothed", run.smoothed_pick, run.row(run.smoothed_pick)),
+        "trainer_best_checkpoint": run.trainer_best.checkpoint if run.trainer_best else None,
+        "trainer_best_step": run.trainer_best.step if run.trainer_best else None,
+        "trainer_metric": run.trainer_metric,
+        "eval_noise": evidence.eval_noise if evidence else None,
+        "eval_delta": evidence.eval_delta if evidence else None,
+        "eval_samples": evidence.eval_samples if evidence else None,
+        "outcome": evidence.outcome if evidence else None,
+        "contradicting_metric": metric.key if metric else None,
+        "trainer_best_outcome": trainer.outcome if trainer else None,
+        "decision": decision(run, config),
+        "warnings": len(run.warnings),
+    }
+    return {name: record[name] for name in RUN_COLUMNS}
 
 
 def checkpoint_records(result: AuditResult) -> list[dict[str, Any]]:
     """Return one flat dict per evaluated step or checkpoint folder of every run, with its run."""
+    return [record for run in result.runs for record in run_checkpoint_records(run)]
+
+
+def run_checkpoint_records(run: RunResult) -> list[dict[str, Any]]:
+    """Return one flat dict per evaluated step or checkpoint folder of one run."""
     out = []
-    for run in result.runs:
-        eval_only = run.eval_only_pick.step if run.eval_only_pick else None
-        smoothed = run.smoothed_pick.step if run.smoothed_pick else None
-        trainer = run.trainer_best.step if run.trainer_best else None
-        for row in run.checkpoints:
-            score = row.score
-            out.append(
-                {
-                    "run_dir": run.run_dir,
-                    "training": run.training,
-                    "verdict": run.verdict,
-                    "step": row.step,
-                    "checkpoint": row.checkpoint,
-                    "on_disk": row.on_disk,
-                    "candidate": row.candidate,
-                    "eval_loss": row.eval_loss,
-                    "train_loss": row.train_loss,
-                    "gap": row.gap,
-                    "overfit": row.overfit,
-                    "perplexity": row.perplexity,
-                    "epochs_without_improvement": row.epochs_without_improvement,
-                    "score": score.total if score else None,
-                    "c_eval": score.eval if score else None,
-                    "c_gap": score.gap if score else None,
-                    "c_perplexity": score.perplexity if score else None,
-                    "c_improvement": score.improvement if score else None,
-                    "is_best": row.is_best,
-                    "is_eval_only_pick": row.step == eval_only,
-                    "is_smoothed_pick": row.step == smoothed,
-                    "is_trainer_best": row.step == trainer,
-                }
-            )
+    eval_only = run.eval_only_pick.step if run.eval_only_pick else None
+    trainer = run.trainer_best.step if run.trainer_best else None
+    for row in run.checkpoints:
+        score = row.score
+        out.append(
+            {
+                "run_dir": run.run_dir,
+                "training": run.training,
+                "verdict": run.verdict,
+                "step": row.step,
+                "checkpoint": row.checkpoint,
+                "on_disk": row.on_disk,
+                "candidate": row.candidate,
+                "eval_loss": row.eval_loss,
+                "train_loss": row.train_loss,
+                "gap": row.gap,
+                "overfit": row.overfit,
+                "perplexity": row.perplexity,
+                "epochs_without_improvement": row.epochs_without_improvement,
+                "score": score.total if score else None,
+                "c_eval": score.eval if score else None,
+                "c_gap": score.gap if score else None,
+                "c_perplexity": score.perplexity if score else None,
+                "c_improvement": score.improvement if score else None,
+                "is_best": row.is_best,
+                "is_eval_only_pick": row.step == eval_only,
+                "is_trainer_best": row.step == trainer,
+            }
+        )
     return out
 
 

@@ -6,15 +6,19 @@ import csv
 import io
 import math
 import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..frame import columns, records
-from ..results import AuditResult
+from ..config import Config
+from ..frame import columns, run_checkpoint_records, run_record
+from ..results import AuditResult, RunResult
 from .text import safe
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection); a
 # folder name is anyone's text, so such cells get a leading quote, shown but never run.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Rows go out in pieces of about this many characters: few writes, little held.
+_FLUSH_AT = 1 << 16
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -24,14 +28,34 @@ def render(result: AuditResult, view: str = "runs") -> str:
     Numbers are written in full precision (non-finite as nan/inf), missing values as empty
     cells, flags as true/false: `pandas.read_csv` gives back the columns of `to_frame`.
     """
+    pieces: list[str] = []
+    write_report(result.runs, result.config, pieces.append, view)
+    return "".join(pieces)
+
+
+def write_report(
+    runs: Iterable[RunResult], config: Config, write: Callable[[str], Any], view: str = "runs"
+) -> None:
+    """Write the CSV report of `runs` through `write`, one run's rows at a time (see `render`):
+    its memory stays flat however many runs there are."""
     level = "checkpoints" if view == "checkpoints" else "runs"
     names = list(columns(level))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+
+    def flush() -> None:
+        write(buffer.getvalue())
+        buffer.seek(0)
+        buffer.truncate()
+
     writer.writerow(names)
-    for record in records(result, level):
-        writer.writerow([cell(record[name]) for name in names])
-    return buffer.getvalue()
+    for run in runs:
+        records = [run_record(run, config)] if level == "runs" else run_checkpoint_records(run)
+        for record in records:
+            writer.writerow([cell(record[name]) for name in names])
+        if buffer.tell() >= _FLUSH_AT:
+            flush()
+    flush()
 
 
 def cell(value: Any) -> str:

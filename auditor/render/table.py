@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
+from ..config import Config
 from ..evidence import decision
-from ..results import AuditResult, RunResult
+from ..results import AuditResult, DeployJudgement, RunResult
+from ..sweep import SweepBest, SweepBestTracker
 from .fit import fit_table, shorten_middle, wrap
 from .text import (
     config_note,
-    decisions,
     evidence_lines,
     number,
     pick_label,
@@ -68,29 +70,58 @@ def render(
     """
     if view == "checkpoints":
         return "\n\n".join(_checkpoint_table(run, result, width) for run in result.runs) + "\n"
+    pieces: list[str] = []
+    write_report(
+        result.runs, result.config, pieces.append, color, width, result.deploy, result.sweep_best
+    )
+    return "".join(pieces)
+
+
+def write_report(
+    runs: Iterable[RunResult],
+    config: Config,
+    write: Callable[[str], Any],
+    color: bool = False,
+    width: int | None = None,
+    deploy: DeployJudgement | None = None,
+    sweep_best: tuple[SweepBest, ...] | None = None,
+) -> None:
+    """Write the run table of `runs` through `write` (see `render`) once every run is in.
+
+    Its columns are as wide as their widest cell, so every row must be known first: what is
+    held is one line of cells per run, never the runs themselves. The sweep's best (computed on
+    the way when `sweep_best` is None) and the decisions follow the table.
+    """
+    tracker = SweepBestTracker() if sweep_best is None else None
+    rows: list[str] = []
+    said: list[str] = []
+    for run in runs:
+        if tracker is not None:
+            tracker.add(run)
+        rows.append(_CELL_SEPARATOR.join(_run_row(run, color)))
+        text = decision(run, config)
+        if text is not None:
+            said.append(f"{safe(run.label)}: {safe(text)}")
     text, _ = fit_table(
-        lambda dropped: _run_table(result.runs, dropped, color),
+        lambda dropped: _run_table(rows, dropped),
         RUN_DROP_ORDER,
         width,
         _layout,
         name_column=0,
     )
-    said = [f"{safe(run.label)}: {line}" for run, line in decisions(result)]
     if said:
         text += "\n\n" + "\n".join(wrap(line, width) for line in said)
     lines = []
-    if result.deploy is not None:
-        status = "FAIL" if result.deploy.flagged else "pass"
-        lines.append(
-            f"deploy {safe(result.deploy.checkpoint)}: {status}: {safe(result.deploy.reason)}"
-        )
-    lines += sweep_lines(result)
+    if deploy is not None:
+        status = "FAIL" if deploy.flagged else "pass"
+        lines.append(f"deploy {safe(deploy.checkpoint)}: {status}: {safe(deploy.reason)}")
+    lines += sweep_lines(tracker.best() if tracker is not None else sweep_best or ())
     if lines:
         text += "\n\n" + "\n".join(wrap(line, width) for line in lines)
-    note = config_note(result.config)
+    note = config_note(config)
     if note:
         text += "\n" + wrap(note, width)
-    return text + "\n"
+    write(text + "\n")
 
 
 def next_commands(result: AuditResult, paths: Sequence[str]) -> str:
@@ -115,10 +146,10 @@ def _layout(headers: Sequence[str], rows: list[list[str]]) -> str:
     return tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True)
 
 
-def sweep_lines(result: AuditResult) -> list[str]:
+def sweep_lines(groups: Iterable[SweepBest]) -> list[str]:
     """Return the closing lines naming each group's best checkpoint, by score and by eval loss."""
     lines = []
-    for group in result.sweep_best or ():
+    for group in groups:
         by_score, by_eval = group.by_score, group.by_eval_loss
         line = (
             f"best of {safe(group.parent)} ({group.runs} runs on {safe(group.eval_key)}) by "
@@ -147,27 +178,39 @@ def _verdict(run: RunResult, color: bool) -> str:
     return label
 
 
-def _run_table(
-    runs: Sequence[RunResult], dropped: frozenset[str], color: bool
-) -> tuple[list[str], list[list[str]]]:
+# Cells of a held row: a character no cell holds (safe() escapes control characters).
+_CELL_SEPARATOR = "\x1f"
+# The pick cells with their numbers, and after the table's columns the same picks without them.
+_PICKS_WITHOUT_NUMBERS = {3: len(RUN_HEADERS), 4: len(RUN_HEADERS) + 1}
+
+
+def _run_table(rows: list[str], dropped: frozenset[str]) -> tuple[list[str], list[list[str]]]:
     keep = [i for i, name in enumerate(RUN_HEADERS) if name not in dropped]
-    rows = [_run_row(run, color, numbers="numbers" not in dropped) for run in runs]
-    return [RUN_HEADERS[i] for i in keep], [[row[i] for i in keep] for row in rows]
+    if "numbers" in dropped:
+        keep = [_PICKS_WITHOUT_NUMBERS.get(i, i) for i in keep]
+    headers = [name for name in RUN_HEADERS if name not in dropped]
+    return headers, [[cells[i] for i in keep] for cells in map(_split, rows)]
 
 
-def _run_row(run: RunResult, color: bool, numbers: bool) -> list[str]:
+def _split(row: str) -> list[str]:
+    return row.split(_CELL_SEPARATOR)
+
+
+def _run_row(run: RunResult, color: bool) -> list[str]:
+    """Return the run's cells (RUN_HEADERS), then its two picks without their numbers."""
     if run.error is not None:
-        return [safe(run.run_dir), "-", "-", "-", "-", "-", "-", _verdict(run, color)]
-    pick = pick_with_numbers if numbers else lambda run, pick: pick_label(pick)
+        return [safe(run.run_dir), *"-" * (len(RUN_HEADERS) - 2), _verdict(run, color), "-", "-"]
     return [
         safe(run.label),
         str(run.checkpoints_on_disk) if not run.history_only else "-",
         str(run.evaluations),
-        pick(run, run.eval_only_pick),
-        pick(run, run.scorer_pick),
+        pick_with_numbers(run, run.eval_only_pick),
+        pick_with_numbers(run, run.scorer_pick),
         pick_label(run.smoothed_pick),
         pick_label(run.trainer_best),
         _verdict(run, color),
+        pick_label(run.eval_only_pick),
+        pick_label(run.scorer_pick),
     ]
 
 
