@@ -233,3 +233,15 @@ def test_config_command_prints_a_complete_commented_file():
     assert result.stderr == ""
     assert result.stdout.startswith("# checkpoint-auditor config")
     assert "\nfail_on:\n- overfit\n" in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_a_streamed_scan_reports_what_the_whole_audit_does(fmt: str) -> None:
+    # --sort run audits every run before rendering; without it the report is written as the
+    # runs are audited. Runs are found in folder order, so both reports must be the same.
+    runner = CliRunner()
+    streamed = runner.invoke(main, ["scan", str(FIXTURES), "--format", fmt])
+    whole = runner.invoke(main, ["scan", str(FIXTURES), "--format", fmt, "--sort", "run"])
+    assert streamed.exit_code == whole.exit_code == 0
+    assert streamed.stdout == whole.stdout
+    assert streamed.stderr == whole.stderr

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ..config import Config
 from ..evidence import decision
 from ..results import AuditResult, DeployJudgement, RunResult
 from ..sweep import SweepBest, SweepBestTracker
-from .fit import fit_table, shorten_middle, wrap
+from .fit import fit_table, shorten_middle, visible_width, wrap
 from .text import (
     config_note,
     evidence_lines,
@@ -102,13 +102,19 @@ def write_report(
         text = decision(run, config)
         if text is not None:
             said.append(f"{safe(run.label)}: {safe(text)}")
-    text, _ = fit_table(
-        lambda dropped: _run_table(rows, dropped),
-        RUN_DROP_ORDER,
-        width,
-        _layout,
-        name_column=0,
-    )
+    if width is None:
+        # Full width: nothing is dropped, and the lines go out as they are laid out.
+        text = ""
+        laid_out = _lines(RUN_HEADERS, lambda: (_split(row)[: len(RUN_HEADERS)] for row in rows))
+        for at, line in enumerate(laid_out):
+            text += ("\n" if at else "") + line
+            if len(text) >= _WRITE_AT:
+                write(text)
+                text = ""
+    else:
+        text, _ = fit_table(
+            lambda dropped: _run_table(rows, dropped), RUN_DROP_ORDER, width, _layout, name_column=0
+        )
     if said:
         text += "\n\n" + "\n".join(wrap(line, width) for line in said)
     lines = []
@@ -141,9 +147,36 @@ def next_commands(result: AuditResult, paths: Sequence[str]) -> str:
 
 
 def _layout(headers: Sequence[str], rows: list[list[str]]) -> str:
-    from tabulate import tabulate
+    return "\n".join(_lines(headers, lambda: rows))
 
-    return tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True)
+
+def _lines(headers: Sequence[str], rows: Callable[[], Iterable[list[str]]]) -> Iterator[str]:
+    """Yield the lines of a table of `headers` and the cells `rows()` gives (called twice: the
+    widths first), laid out as tabulate's "simple" format: columns two spaces apart, each at
+    least two wider than its header, text left-aligned, no trailing spaces."""
+    widths = [len(header) + _MIN_PADDING for header in headers]
+    for cells in rows():
+        for column, cell in enumerate(cells):
+            widths[column] = max(widths[column], _width(cell.strip()))
+    yield _SPACE.join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
+    yield _SPACE.join("-" * w for w in widths)
+    for cells in rows():
+        padded = []
+        for cell, width in zip(cells, widths, strict=True):
+            cell = cell.strip()
+            padded.append(cell + " " * (width - _width(cell)))
+        yield _SPACE.join(padded).rstrip()
+
+
+def _width(cell: str) -> int:
+    """Return the columns `cell` takes on screen (colour codes take none)."""
+    return visible_width(cell) if "\x1b" in cell else len(cell)
+
+
+_MIN_PADDING = 2
+_SPACE = "  "
+# The streamed table goes out in pieces of about this many characters.
+_WRITE_AT = 1 << 16
 
 
 def sweep_lines(groups: Iterable[SweepBest]) -> list[str]:
