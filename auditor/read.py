@@ -238,8 +238,12 @@ def read_run(location: RunLocation) -> tuple[RunRecord, ...]:
             return states[path]
         if path in failures:
             return None
+        ends = skims.get(path)
         try:
-            states[path] = load_state(path)
+            if ends is not None and ends.whole is not None:
+                states[path] = parse_state(ends.whole, path)
+            else:
+                states[path] = load_state(path)
         except StateFileError as exc:
             failures[path] = exc.reason
             if exc.unreadable:

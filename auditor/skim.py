@@ -47,6 +47,9 @@ class Ends(NamedTuple):
     newest_text: bytes
     #: The top-level fields written after log_history (max_steps, train_batch_size, ...).
     closing: dict[str, Any]
+    #: The whole file, when it was small enough to be read at once: it is parsed from these
+    #: bytes when needed, never read again.
+    whole: bytes | None = None
 
 
 def read_ends(path: str, entries: int = 6) -> Ends | None:
@@ -69,17 +72,20 @@ def read_ends(path: str, entries: int = 6) -> Ends | None:
             # Small enough to read at once: the whole file is both ends.
             tail = os.pread(descriptor, HEAD_BYTES + TAIL_BYTES, 0)
             head = tail[:HEAD_BYTES]
+            whole = tail if len(tail) == size.st_size else None
         else:
             head = os.pread(descriptor, HEAD_BYTES, 0)
             tail = os.pread(descriptor, TAIL_BYTES, size.st_size - TAIL_BYTES)
+            whole = None
     except OSError:
         return None
     finally:
         os.close(descriptor)
     try:
-        return _ends(head, tail, entries)
+        found = _ends(head, tail, entries)
     except ValueError:  # a fragment that is not JSON after all (json.JSONDecodeError included)
         return None
+    return found._replace(whole=whole) if found is not None and whole is not None else found
 
 
 def parse_entries(ends: Ends) -> list[Any] | None:
