@@ -271,8 +271,8 @@ def _stream_report(
     color = _use_color(fmt, output)
     width = _terminal_width(fmt, output)
 
-    # Each format's module is imported only when it writes: a JSON scan needs neither csv
-    # nor tabulate.
+    # Each format's module is imported only when it writes: a JSON scan needs neither the csv
+    # module nor the table's.
     def write(executor: Executor | None, write: Callable[[str], Any]) -> None:
         if fmt == "json":
             from .render import json_report
