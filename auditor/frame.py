@@ -164,6 +164,7 @@ def run_checkpoint_records(run: RunResult) -> list[dict[str, Any]]:
     """Return one flat dict per evaluated step or checkpoint folder of one run."""
     out = []
     eval_only = run.eval_only_pick.step if run.eval_only_pick else None
+    smoothed = run.smoothed_pick.step if run.smoothed_pick else None
     trainer = run.trainer_best.step if run.trainer_best else None
     for row in run.checkpoints:
         score = row.score
@@ -189,6 +190,7 @@ def run_checkpoint_records(run: RunResult) -> list[dict[str, Any]]:
                 "c_improvement": score.improvement if score else None,
                 "is_best": row.is_best,
                 "is_eval_only_pick": row.step == eval_only,
+                "is_smoothed_pick": row.step == smoothed,
                 "is_trainer_best": row.step == trainer,
             }
         )
