@@ -53,6 +53,7 @@ def test_check_on_a_dask_cluster_gives_the_local_verdict(cluster):
 
 
 def test_a_scheduler_that_does_not_answer_is_an_error_naming_the_address():
+    extra("distributed")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

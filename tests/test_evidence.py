@@ -19,7 +19,7 @@ import yaml
 import auditor
 from auditor import evidence
 from auditor.config import Config
-from conftest import FIXTURES
+from conftest import FIXTURES, extra
 
 # One row per folder; a folder of several trainings (a list) is checked in test_fixtures.py.
 EXPECTED = {
@@ -282,6 +282,8 @@ def test_the_noisy_dip_is_a_dip():
 
 def test_spec_five_epoch_example_is_flagged_with_its_scores(tmp_path):
     from click.testing import CliRunner
+
+    extra("transformers")
     from transformers import TrainerState
 
     from auditor.cli import main
