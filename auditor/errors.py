@@ -28,6 +28,13 @@ class StateFileError(AuditorError):
         self.reason = reason
         self.unreadable = unreadable
 
+    @classmethod
+    def not_text(cls, path: str, exc: UnicodeDecodeError) -> StateFileError:
+        """Return the error for a log file holding bytes that are not UTF-8 text."""
+        return cls(
+            path, f"is not UTF-8 text (binary data at byte {exc.start}); restore the real file"
+        )
+
 
 class ReportWriteError(AuditorError):
     """A report file could not be written."""

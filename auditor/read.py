@@ -162,9 +162,7 @@ def parse_state(data: bytes, path: str) -> TrainerState:
             # their folders' names: json keeps them whole.
             document = loads(body, exact=True)
     except UnicodeDecodeError as exc:
-        raise StateFileError(
-            path, f"is not UTF-8 text (binary data at byte {exc.start}); restore the real file"
-        ) from exc
+        raise StateFileError.not_text(path, exc) from exc
     except json.JSONDecodeError as exc:
         cause = (
             "something follows the JSON document (two saves written into one file?)"

@@ -83,9 +83,7 @@ def read_metrics_csv(data: bytes, path: str) -> tuple[Rows, list[str]]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise StateFileError(
-            path, f"is not UTF-8 text (binary data at byte {exc.start}); restore the real file"
-        ) from exc
+        raise StateFileError.not_text(path, exc) from exc
     if not text.strip():
         raise StateFileError(path, "is empty (the run logged nothing yet?); wait or delete it")
     try:

@@ -32,9 +32,7 @@ def parse_log(data: bytes, path: str) -> tuple[list[dict[str, Any]], list[str]]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise StateFileError(
-            path, f"is not UTF-8 text (binary data at byte {exc.start}); restore the real file"
-        ) from exc
+        raise StateFileError.not_text(path, exc) from exc
     lines = text.split("\n")
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     history: list[dict[str, Any]] = []
