@@ -134,14 +134,23 @@ def map_in_order(
     when the consumer stops are cancelled. When the executor breaks (a worker process killed,
     out of memory), the items left are computed here, as they would be without workers. With
     `help_here`, this process takes an item no worker has started rather than wait idle."""
-    from concurrent.futures import BrokenExecutor
+    from concurrent.futures import BrokenExecutor, Future
 
     pending: deque[tuple[Item, Future[Result]]] = deque()
     following = iter(items)
     broken = False
+
+    def submit(item: Item) -> None:
+        nonlocal broken
+        try:
+            future: Future[Result] = executor.submit(function, item)
+        except BrokenExecutor:  # a worker died before this item went out: it is computed here
+            broken, future = True, Future()
+        pending.append((item, future))
+
     try:
         for item in following:
-            pending.append((item, executor.submit(function, item)))
+            submit(item)
             if len(pending) >= ahead:
                 break
         while pending:
@@ -155,7 +164,7 @@ def map_in_order(
                 result = function(item)
             if not broken:
                 for item in following:
-                    pending.append((item, executor.submit(function, item)))
+                    submit(item)
                     break
             yield result
         yield from map(function, following)
