@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +16,7 @@ if TYPE_CHECKING:
     from .config import Config, Weights, load_config
     from .errors import AuditorError, ConfigError, StateFileError, UsageError
     from .results import AuditResult, CheckpointResult, DeployJudgement, Pick, RunResult
-    from .score import Score, score
+    from .scoring import Score, score
 
 __version__ = "0.1.0"
 
@@ -37,8 +35,8 @@ _EXPORTED_FROM = {
     "DeployJudgement": "results",
     "Pick": "results",
     "RunResult": "results",
-    "Score": "score",
-    "score": "score",
+    "Score": "scoring",
+    "score": "scoring",
 }
 
 
@@ -54,19 +52,6 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTED_FROM))
 
-
-class _Package(types.ModuleType):
-    """`auditor.audit` and `auditor.score` are functions that share their module's name."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Importing the submodule auditor.audit would make `auditor.audit` the module: keep
-        # the attribute unset so that __getattr__ returns the function.
-        if isinstance(value, types.ModuleType) and name in _EXPORTED_FROM:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "AuditResult",

@@ -8,10 +8,10 @@ from contextlib import ExitStack
 from functools import partial
 from typing import TYPE_CHECKING
 
-from .audit import audit_run, error_result
 from .config import Config
 from .discover import RunLocation, checkpoints_of, discover
 from .errors import StateFileError, UsageError
+from .picks import audit_run, error_result
 from .read import RunRecord, read_run
 from .results import AuditResult, RunResult
 from .storage import for_path

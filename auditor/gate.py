@@ -6,10 +6,10 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 
-from .audit import judge_deploy
 from .config import Config
 from .discover import LAST_CHECKPOINT, STATE_FILE, checkpoint_step
 from .errors import UsageError
+from .picks import judge_deploy
 from .results import AuditResult, RunResult
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2

@@ -7,7 +7,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from .score import is_finite
+from .scoring import is_finite
 
 DEFAULT_EVAL_KEY = "eval_loss"
 # Keys TRL's preference trainers (DPO, ORPO, KTO, CPO, GRPO, ...) log: their "loss" is not

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
-from .score import Score
+from .scoring import Score
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from auditor.audit import audit_run, smoothed_minimum
+from auditor.picks import audit_run, smoothed_minimum
 from auditor.config import Config
 from auditor.read import DiskCheckpoint, RunRecord, TrainerState
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from auditor.api import audit  # noqa: E402
 from auditor.config import Config  # noqa: E402
 from auditor.pair import pair_history  # noqa: E402
-from auditor.score import overfit_ratio, score  # noqa: E402
+from auditor.scoring import overfit_ratio, score  # noqa: E402
 
 STRIPPED = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin", "scaler.pt")
 

@@ -17,10 +17,10 @@ except ImportError as exc:  # transformers is an optional extra; the core never 
         name="transformers",
     ) from exc
 
-from ..audit import audit_run
 from ..config import Config, config_from_mapping
 from ..discover import STATE_FILE, checkpoint_step
 from ..errors import ConfigError, ReportWriteError
+from ..picks import audit_run
 from ..read import DiskCheckpoint, RunRecord
 from ..read import TrainerState as StateRecord
 from ..report_file import write_atomic

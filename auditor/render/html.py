@@ -8,9 +8,9 @@ from html import escape
 from typing import Any
 
 from .. import __version__
-from ..audit import SMOOTHED_FROM
 from ..config import Config, to_yaml
 from ..evidence import decision
+from ..picks import SMOOTHED_FROM
 from ..results import VERDICT_ORDER, AuditResult, CheckpointResult, Pick, RunResult, verdict_rank
 from ..sweep import SweepPick
 from .text import marks, number, safe, smoothed_line

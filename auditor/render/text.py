@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import re
 
-from ..audit import smoothed_eval
 from ..config import Config
 from ..evidence import decision
+from ..picks import smoothed_eval
 from ..results import AuditResult, CheckpointResult, DeployJudgement, Evidence, Pick, RunResult
 
 # Folder names and file content come from anyone: never let them move the cursor or recolour

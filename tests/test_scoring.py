@@ -8,7 +8,7 @@ import pytest
 
 import auditor
 from auditor.config import Config, Weights
-from auditor.score import gap_ratio, overfit_ratio, perplexity
+from auditor.scoring import gap_ratio, overfit_ratio, perplexity
 
 # The SPEC's worked examples: (eval_loss, train_loss, k, score).
 WORKED = [

@@ -18,7 +18,7 @@ from .evidence import sentence, weigh
 from .pair import Digest, Evaluation, History, pair_digest
 from .read import RunRecord
 from .results import CheckpointResult, DeployJudgement, Pick, RunResult
-from .score import gap_ratio, is_finite, overfit_ratio, perplexity, score
+from .scoring import gap_ratio, is_finite, overfit_ratio, perplexity, score
 
 # A folder name has at most 255 bytes: a longer step names no folder (and int() refuses one of
 # thousands of digits). ASCII digits only, as the Trainer writes them.

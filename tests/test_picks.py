@@ -302,7 +302,7 @@ def test_a_noise_dip_takes_the_eval_only_pick_but_not_the_smoothed_one(copy_run)
 
 
 def test_the_smoothed_curve_is_a_centred_three_point_mean_with_two_points_at_the_ends():
-    from auditor.audit import smoothed_eval
+    from auditor.picks import smoothed_eval
 
     run = only_run(EXAMPLES / "lm_overfit_full")
     losses = [c.eval_loss for c in run.checkpoints]
@@ -325,7 +325,7 @@ def test_the_smoothed_curve_is_a_centred_three_point_mean_with_two_points_at_the
     ids=["20 evaluations", "19 evaluations", "19 finite of 20"],
 )
 def test_the_smoothed_pick_is_reported_from_20_evaluations_on(copy_run, change, reported):
-    from auditor.audit import SMOOTHED_FROM
+    from auditor.picks import SMOOTHED_FROM
 
     assert SMOOTHED_FROM == 20
     run_dir = copy_run("examples/lm_overfit_full")
