@@ -22,7 +22,7 @@ def requirements(extra: str | None) -> set[str]:
 
 
 def test_a_plain_install_brings_pandas_for_to_frame():
-    assert {"pandas", "click", "orjson", "pyyaml", "tabulate"} <= requirements(None)
+    assert {"pandas", "click", "orjson", "pyyaml"} <= requirements(None)
 
 
 def test_the_transformers_extra_brings_what_a_trainer_needs_besides_torch():

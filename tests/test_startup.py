@@ -21,7 +21,7 @@ else:
 sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
 sys.exit(code)
 """
-NEVER_AT_START = ("pandas", "numpy", "matplotlib", "tabulate", "yaml", "xml.etree", "csv")
+NEVER_AT_START = ("pandas", "numpy", "matplotlib", "yaml", "xml.etree", "csv")
 
 
 def imported(*args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
