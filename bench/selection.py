@@ -30,8 +30,8 @@ from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from auditor.picks import audit_run, smoothed_minimum
 from auditor.config import Config
+from auditor.picks import audit_run, smoothed_minimum
 from auditor.read import DiskCheckpoint, RunRecord, TrainerState
 
 STEPS_PER_EVAL = 100

@@ -43,10 +43,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-import auditor  # noqa: E402
-
 from make_evidence_fixtures import settings  # noqa: E402
 from make_real_overfit_fixture import make_data  # noqa: E402
+
+import auditor  # noqa: E402
 
 PLACEHOLDER = b"weights removed\n"
 #: The file name LLaMA-Factory logs to.
