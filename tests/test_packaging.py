@@ -31,3 +31,14 @@ def test_the_transformers_extra_brings_what_a_trainer_needs_besides_torch():
 
 def test_the_plot_extra_brings_matplotlib():
     assert "matplotlib" in requirements("plot")
+
+
+def test_the_test_extra_brings_the_extras_and_servers_the_tests_use():
+    assert {"moto", "gcp-storage-emulator"} <= requirements("test")
+    itself = [
+        Requirement(line)
+        for line in requires("checkpoint-auditor") or []
+        if Requirement(line).name == "checkpoint-auditor"
+    ]
+    assert len(itself) == 1
+    assert {"remote", "dask"} <= itself[0].extras

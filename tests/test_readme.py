@@ -87,3 +87,11 @@ def test_the_pandas_example_prints_the_numbers_it_shows(monkeypatch):
     with contextlib.redirect_stdout(printed):
         exec(code, {})
     assert printed.getvalue().strip() == shown[2:]
+
+
+def test_ci_runs_the_readme_test_command():
+    quick_start = README.split("## Quick start", 1)[1]
+    test = re.findall(r"```\n(.*?)```", quick_start, re.DOTALL)[0].splitlines()[1]
+    assert "pytest" in test
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test in (line.removesuffix(" || exit") for line in ci)
