@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import ExitStack
 from functools import partial
 from typing import TYPE_CHECKING
@@ -79,7 +79,7 @@ def audit_locations(
     curves: bool = True,
     jobs: int | None = None,
     executor: Executor | None = None,
-) -> Iterator[RunResult]:
+) -> Generator[RunResult, None, None]:
     """Yield the audit of each run location, in order (one result per training a location
     holds), from `jobs` worker processes or on `executor` (see `audit`)."""
     with ExitStack() as stack:

@@ -1,4 +1,5 @@
-"""The ckpt-audit command: parse options, call the library, write the report, pick the exit code."""
+"""The ckpt-audit command: each command parses its options, audits, writes the report and picks
+the exit code; what it tells the terminal besides the report is auditor.terminal's."""
 
 from __future__ import annotations
 
@@ -6,35 +7,31 @@ import gc
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from . import __version__, interrupts
+from . import __version__, exit_codes, interrupts, terminal
 from .choices import DEFAULT_CONFIG_NAME, HISTORY_SUFFIXES, SORT_KEYS
 from .errors import AuditorError, UsageError
-from .render import FILE_FORMATS, RENDERERS, TERMINAL_FORMATS, render
-from .streams import hold_standard_descriptors, require_stdout, say, to_stdout
+from .render import FILE_FORMATS, RENDERERS
+from .streams import hold_standard_descriptors, require_stdout, to_stdout
 
 # The audit itself is imported by the commands that run it: `--help` stays as quick as click.
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
     from .config import Config
-    from .results import AuditResult, RunResult
-
-EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
+    from .results import AuditResult, DeployJudgement, RunResult
+    from .sweep import SweepBest
 
 
 def _fail(message: str) -> NoReturn:
-    from .render.text import safe
-
-    # Messages embed paths the user gave or found on disk: never let them reach the terminal raw.
-    say(f"error: {safe(message)}")
-    sys.exit(EXIT_ERROR)
+    terminal.error(message)
+    sys.exit(exit_codes.ERROR)
 
 
 def _load_config(path: str | None, eval_key: str | None) -> Config:
@@ -114,7 +111,8 @@ def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    # Display options every command shares reach _emit through the context, not each signature.
+    # Display options every command shares reach the report through the context, not each
+    # command's signature.
     ctx.meta[f"ckpt-audit.{param.name}"] = value
     return value
 
@@ -140,42 +138,27 @@ def _report_format(fmt: str | None, output: str | None) -> str:
     return chosen
 
 
-def _use_color(fmt: str, output: str | None) -> bool:
-    """Return whether to colour the report: --color/--no-color, else a terminal without NO_COLOR."""
+def _option(name: str) -> Any:
+    """Return the value of a shared display option (--color, --scheduler), None when not given."""
     ctx = click.get_current_context(silent=True)
-    chosen = ctx.meta.get("ckpt-audit.color") if ctx is not None else None
-    if fmt != "table" or output:
-        return False
-    if chosen is not None:
-        return bool(chosen)
-    return sys.stdout is not None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return ctx.meta.get(f"ckpt-audit.{name}") if ctx is not None else None
 
 
-def _terminal_width(fmt: str, output: str | None) -> int | None:
-    """Return the columns a table must fit in: None (full width) unless stdout is a terminal,
-    whose width is $COLUMNS when set, else what the terminal reports."""
-    if fmt not in TERMINAL_FORMATS or output or sys.stdout is None or not sys.stdout.isatty():
-        return None
-    from shutil import get_terminal_size
+@dataclass(frozen=True)
+class _Report:
+    """Where a command writes its report and how: format, view, -o FILE (None: stdout)."""
 
-    return get_terminal_size().columns
+    fmt: str
+    view: str = "runs"
+    output: str | None = None
 
+    @property
+    def color(self) -> bool:
+        return terminal.use_color(self.fmt, self.output, _option("color"))
 
-def _progress(quiet: bool) -> Callable[[int, int], None] | None:
-    """Return a progress callback drawing on stderr, or None when it must stay silent."""
-    if quiet or sys.stderr is None or not sys.stderr.isatty():
-        return None
-    started, shown = time.monotonic(), False
-
-    def progress(done: int, total: int) -> None:
-        nonlocal shown
-        # Only a scan that takes a moment earns a progress line.
-        if shown or time.monotonic() - started >= 0.5:
-            shown = True
-            end = "\n" if done == total else ""
-            say(f"\rauditing runs: {done}/{total}{end}", nl=False)
-
-    return progress
+    @property
+    def width(self) -> int | None:
+        return terminal.terminal_width(self.fmt, self.output)
 
 
 def _no_run_found(paths: tuple[str, ...]) -> UsageError:
@@ -188,8 +171,7 @@ def _no_run_found(paths: tuple[str, ...]) -> UsageError:
 @contextmanager
 def _executor() -> Iterator[Executor | None]:
     """Yield the executor of --scheduler (a Dask cluster), or None to let the audit choose."""
-    ctx = click.get_current_context(silent=True)
-    address = ctx.meta.get("ckpt-audit.scheduler") if ctx is not None else None
+    address = _option("scheduler")
     if not address:
         yield None
         return
@@ -202,149 +184,78 @@ def _executor() -> Iterator[Executor | None]:
         disconnect()
 
 
-def _audit(paths: tuple[str, ...], config: Config, quiet: bool, curves: bool = True) -> AuditResult:
-    from .api import audit
-
-    with _executor() as executor:
-        result = audit(
-            *paths, config=config, progress=_progress(quiet), curves=curves, executor=executor
-        )
-    if not result.runs:
-        raise _no_run_found(paths)
-    _warn_empty_paths(paths, [r.run_dir for r in result.runs], quiet)
-    return result
-
-
-def _warn_empty_paths(paths: tuple[str, ...], run_dirs: list[str], quiet: bool) -> None:
-    """Say which of the folders given hold no run, when others do (a typo must not pass)."""
-    from .discover import without_runs
-    from .render.text import safe
-
-    for path in () if quiet else without_runs(paths, run_dirs):
-        say(
-            f"warning: {safe(path)}: no Trainer run below it (no checkpoint-<step>/ folder or "
-            "trainer_state.json): nothing audited there"
-        )
-
-
-#: Formats written as the runs are audited (the table once they all are: it holds one line
-#: of cells per run), so memory stays flat however large the sweep.
-_STREAMED = ("json", "csv", "table")
-
-
-def _stream_report(
-    paths: tuple[str, ...], config: Config, quiet: bool, output: str | None, fmt: str, view: str
-) -> None:
-    """Audit `paths` and write the report in `fmt` (one of _STREAMED) run by run."""
-    from dataclasses import replace
-
-    from .api import audit_locations
+@contextmanager
+def _audited(
+    paths: tuple[str, ...],
+    config: Config,
+    quiet: bool,
+    tally: terminal.Tally,
+    output: str | None,
+    curves: bool = False,
+) -> Iterator[Iterable[RunResult]]:
+    """Yield the runs below `paths` as they are audited, each seen by `tally`, once it is known
+    that their report has somewhere to go: never into an audited run (-o), never to a closed
+    stdout. With `curves` False runs carry no train loss curve (only charts need one)."""
+    from .api import audit_locations, check_eval_key
     from .discover import discover
-    from .report_file import write_atomic_from
-    from .results import AuditResult
 
     locations = discover(list(paths))
     if not locations:
         raise _no_run_found(paths)
-    _warn_empty_paths(paths, [location.run_dir for location in locations], quiet)
+    run_dirs = [location.run_dir for location in locations]
+    terminal.warn_empty_paths(paths, run_dirs, quiet)
     if output:
-        _refuse_output_inside(output, [location.run_dir for location in locations])
+        _refuse_output_inside(output, run_dirs)
     else:
         require_stdout()  # before a sweep is audited for nothing
-    # What stays of the runs once written: their verdicts counted, the runs that have a
-    # warning or an error to print after the report, and the first that needs a look.
-    counts: dict[str, int] = {}
-    noted: list[RunResult] = []
-    look: dict[str, RunResult] = {}
-
-    def runs(executor: Executor | None) -> Iterator[RunResult]:
-        audited = audit_locations(locations, config, _progress(quiet), False, None, executor)
-        for run in audited:
-            counts[run.verdict] = counts.get(run.verdict, 0) + 1
-            slim = replace(run, checkpoints=(), train_losses=())
-            if run.warnings or run.error is not None:
-                noted.append(slim)
-            if run.flagged or run.verdict == "differs":
-                look.setdefault("flagged" if run.flagged else "differs", slim)
-            yield run
-
-    color = _use_color(fmt, output)
-    width = _terminal_width(fmt, output)
-
-    # Each format's module is imported only when it writes: a JSON scan needs neither the csv
-    # module nor the table's.
-    def write(executor: Executor | None, write: Callable[[str], Any]) -> None:
-        if fmt == "json":
-            from .render import json_report
-
-            json_report.write_report(runs(executor), config, write)
-        elif fmt == "csv":
-            from .render import csv_report
-
-            csv_report.write_report(runs(executor), config, write, view)
-        else:
-            from .render import table
-
-            table.write_report(runs(executor), config, write, color, width)
-
-    with _executor() as executor:
-        if output:
-            write_atomic_from(output, lambda sink: write(executor, lambda t: sink(t.encode())))
-        else:
-            write(executor, lambda text: to_stdout(text, color))
-    _print_messages(noted, counts, output, quiet)
-    if fmt == "table" and width is not None and not quiet:
-        from .render import table
-        from .render.fit import wrap
-
-        shown = tuple(look[kind] for kind in ("flagged", "differs") if kind in look)
-        found = AuditResult(shown, config, sweep_best=())
-        # After the summary, so it is the last thing a newcomer reads.
-        click.echo("\n" + wrap(table.next_commands(found, paths), width))
+    with _executor() as executor, closing(
+        audit_locations(locations, config, terminal.progress(quiet), curves, None, executor)
+    ) as audited:
+        runs = tally.watch(audited)
+        if config.eval_key is None:
+            yield runs
+            return
+        # A key the user named is checked against every run before a report is made: a typo
+        # is an error, not a report of runs with nothing to pick.
+        gathered = tuple(runs)
+        check_eval_key(gathered, config)
+        yield gathered
 
 
-def _emit(
-    result: AuditResult,
-    fmt: str,
-    view: str,
-    output: str | None,
-    quiet: bool,
+def _write(
+    report: _Report,
+    runs: Iterable[RunResult],
+    config: Config,
     paths: tuple[str, ...],
-    shown: tuple[RunResult, ...] | None = None,
-    next_steps: bool = False,
+    deploy: DeployJudgement | None = None,
+    sweep_best: tuple[SweepBest, ...] | None = None,
 ) -> None:
-    """Write the report of `paths` (of the `shown` runs, all by default), then warnings and a
-    summary; with `next_steps`, the next commands to run when the report went to a terminal."""
-    from dataclasses import replace
-
-    report = result if shown is None else replace(result, runs=shown)
-    width = _terminal_width(fmt, output)
-    if output:
-        _refuse_output_inside(output, [run.run_dir for run in result.runs])
-    if fmt == "sqlite":
+    """Write the report of `runs` (audited from `paths`) to -o FILE, whole or not at all, or to
+    stdout; the sweep's best is computed from `runs` unless given."""
+    if report.fmt == "sqlite":
         from datetime import datetime, timezone
 
         from .history import append_audit
+        from .results import AuditResult
 
-        assert output is not None
+        assert report.output is not None
         when = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        append_audit(output, report, paths, when)
+        result = AuditResult(tuple(runs), config, deploy, sweep_best)
+        append_audit(report.output, result, paths, when)
+        return
+    from .render import write_report
+
+    color, width = report.color, report.width
+
+    def fill(write: Callable[[str], Any]) -> None:
+        write_report(runs, config, report.fmt, write, report.view, color, width, deploy, sweep_best)
+
+    if report.output:
+        from .report_file import write_atomic_from
+
+        write_atomic_from(report.output, lambda sink: fill(lambda text: sink(text.encode())))
     else:
-        from .report_file import write_atomic
-
-        color = _use_color(fmt, output)
-        text = render(report, fmt, view, color=color, width=width)
-        if output:
-            write_atomic(output, text)
-        else:
-            to_stdout(text, color)
-    _messages(result, output, quiet)
-    if next_steps and width is not None and not quiet:
-        from .render.fit import wrap
-        from .render.table import next_commands
-
-        # After the summary, so it is the last thing a newcomer reads.
-        click.echo("\n" + wrap(next_commands(result, paths), width))
+        fill(lambda text: to_stdout(text, color))
 
 
 def _refuse_output_inside(output: str, run_dirs: Iterable[str]) -> None:
@@ -353,60 +264,15 @@ def _refuse_output_inside(output: str, run_dirs: Iterable[str]) -> None:
     refuse_inside_runs(output, run_dirs, f"-o {output}", "give -o a path outside it")
 
 
-def _messages(result: AuditResult, output: str | None, quiet: bool) -> None:
-    """Print each run's warnings and errors, then the one-line summary, on stderr."""
-    counts: dict[str, int] = {}
-    for run in result.runs:
-        counts[run.verdict] = counts.get(run.verdict, 0) + 1
-    _print_messages(result.runs, counts, output, quiet)
-
-
-def _print_messages(
-    runs: Iterable[RunResult], counts: dict[str, int], output: str | None, quiet: bool
-) -> None:
-    """Print the warnings and errors of `runs`, then the summary of `counts` (verdict -> how
-    many runs), on stderr."""
-    from .render.text import safe
-
-    # The trainings of one folder share its warnings (e.g. that it holds several): say each once.
-    folder, said = "", set[str]()
-    for run in runs:
-        if run.run_dir != folder:
-            folder, said = run.run_dir, set()
-        for warning in () if quiet else run.warnings:
-            if warning not in said:
-                said.add(warning)
-                say(f"warning: {safe(run.label)}: {safe(warning)}")
-        if run.error is not None:
-            # The table only says "error": the reason (file and fix) must reach the user too.
-            where = "" if run.error.startswith(run.run_dir) else f"{run.run_dir}: "
-            say(f"error: {safe(where + run.error)}")
-    if quiet:
-        return
-    written = f"; report written to {safe(output)}" if output else ""
-    say(_summary(counts) + written)
-
-
-def _summary(counts: dict[str, int]) -> str:
-    parts = [
-        f"{counts[v]} {v}"
-        for v in ("overfit", "differs", "agree", "no_candidates", "error")
-        if v in counts
-    ]
-    total = sum(counts.values())
-    noun = "run" if total == 1 else "runs"
-    return f"audited {total} {noun}: {', '.join(parts)}"
-
-
 def _append_step_summary(result: AuditResult, path: str) -> None:
-    from .render.text import safe
+    from .render import render
     from .report_file import append_text
 
     try:
         append_text(path, render(result, "markdown"))
     except AuditorError as exc:
         # The job summary is a courtesy: the gate's verdict still decides the exit code.
-        say(f"warning: GITHUB_STEP_SUMMARY: {safe(str(exc))}")
+        terminal.warning("GITHUB_STEP_SUMMARY", str(exc))
 
 
 class _Group(click.Group):
@@ -447,8 +313,8 @@ def run() -> None:
     # The unwound frames are gone now, and with them any worker processes (their pool's cleanup
     # runs when it is collected) and temporary files.
     gc.collect()
-    say(f"error: interrupted by {signal.Signals(received).name}")
-    sys.exit(128 + received)
+    terminal.error(f"interrupted by {signal.Signals(received).name}")
+    sys.exit(exit_codes.interrupted(received))
 
 
 @main.command()
@@ -492,22 +358,24 @@ def scan(
       ckpt-audit scan outputs/ --per-checkpoint --format csv -o steps.csv
       ckpt-audit scan outputs/ --sort score --top 5
     """
-    fmt = _report_format(fmt, output)
-    config = _load_config(config_path, eval_key)
-    # A named eval key is checked against every run before a report is made, so a typo is an
-    # error rather than a report of runs with nothing to pick.
     view = "checkpoints" if per_checkpoint else "runs"
-    # `--per-checkpoint` tables are one table per run, made from all the run's steps.
-    streamed = fmt in _STREAMED and (fmt != "table" or view == "runs")
-    if streamed and not (sort or top or config.eval_key):
-        _stream_report(paths, config, quiet, output, fmt, view)
-        return
+    report = _Report(_report_format(fmt, output), view, output)
+    config = _load_config(config_path, eval_key)
+    tally = terminal.Tally()
     # Only the HTML report draws loss curves; a sweep's curves would dominate its memory.
-    result = _audit(paths, config, quiet, curves=fmt == "html")
-    from .sweep import order_runs
+    with _audited(paths, config, quiet, tally, output, curves=report.fmt == "html") as runs:
+        if sort or top:
+            from .results import AuditResult
+            from .sweep import order_runs
 
-    shown = order_runs(result.runs, sort, top) if sort or top else None
-    _emit(result, fmt, view, output, quiet, paths, shown, next_steps=True)
+            # The sweep's best stays that of every run, whichever runs are shown.
+            result = AuditResult(tuple(runs), config)
+            shown = order_runs(result.runs, sort, top)
+            _write(report, shown, config, paths, sweep_best=result.sweep_best)
+        else:
+            _write(report, runs, config, paths)
+    tally.say_summary(output, quiet)
+    tally.say_next_commands(paths, report.width, quiet)
 
 
 @main.command()
@@ -529,13 +397,15 @@ def show(
       ckpt-audit show outputs/run-3
       ckpt-audit show outputs/run-3/checkpoint-400/trainer_state.json
     """
-    fmt = _report_format(fmt, output)
+    report = _Report(_report_format(fmt, output), "checkpoints", output)
     config = _load_config(config_path, eval_key)
-    result = _audit((run,), config, quiet)
-    _single_run(result, run, "show", trainings=True)
-    _emit(result, fmt, "checkpoints", output, quiet, (run,))
-    if result.runs[0].error is not None:
-        sys.exit(EXIT_ERROR)
+    tally = terminal.Tally()
+    with _audited((run,), config, quiet, tally, output, curves=True) as runs:
+        trainings = _single_run(tuple(runs), run, "show", trainings=True)
+    _write(report, trainings, config, (run,))
+    tally.say_summary(output, quiet)
+    if trainings[0].error is not None:
+        sys.exit(exit_codes.ERROR)
 
 
 @main.command()
@@ -584,17 +454,23 @@ def check(
       ckpt-audit check --deploy outputs/run-3/checkpoint-400
     """
     from .gate import gate_exit_code, run_deploy_gate
+    from .results import AuditResult
 
-    fmt = _report_format(fmt, output)
+    report = _Report(_report_format(fmt, output), "runs", output)
     config = _load_config(config_path, eval_key)
     if allow_unreadable is not None:
         config = config.replace(allow_unreadable=allow_unreadable)
     if not paths and deploy is None:
         raise UsageError("check needs at least one PATH, or --deploy CHECKPOINT_DIR")
-    if deploy is not None:
-        result = run_deploy_gate(paths, deploy, config, lambda p: _audit(p, config, quiet))
-    else:
-        result = _audit(paths, config, quiet, curves=fmt == "html")
+    tally = terminal.Tally()
+
+    def audit(paths: tuple[str, ...]) -> AuditResult:
+        # --deploy judges a checkpoint from its run's eval curves.
+        curves = deploy is not None or report.fmt == "html"
+        with _audited(paths, config, quiet, tally, output, curves) as runs:
+            return AuditResult(tuple(runs), config)
+
+    result = audit(paths) if deploy is None else run_deploy_gate(paths, deploy, config, audit)
     summary = os.environ.get("GITHUB_STEP_SUMMARY") if step_summary else None
     if summary:
         from .report_file import refuse_inside_runs
@@ -605,36 +481,34 @@ def check(
             f"GITHUB_STEP_SUMMARY={summary}",
             "point it outside the audited folders, or pass --no-step-summary",
         )
-    _emit(result, fmt, "runs", output, quiet, paths)
+    _write(report, result.runs, config, paths, result.deploy, result.sweep_best)
+    tally.say_summary(output, quiet)
     if summary:
         _append_step_summary(result, summary)
     code, reason = gate_exit_code(result)
-    if not quiet or code == EXIT_ERROR:
-        from .render.text import deploy_advice, safe
-
-        advice = deploy_advice(result.deploy) if result.deploy is not None else None
-        if advice is not None:
-            say(advice)
-        say(f"gate: {safe(reason)}")
+    terminal.say_gate(result, code, reason, quiet)
     sys.exit(code)
 
 
-def _single_run(result: AuditResult, run: str, command: str, trainings: bool = False) -> RunResult:
-    """Return the one run `command` takes; with `trainings`, every training of one folder
-    counts as that run. Raise UsageError naming the runs found otherwise."""
-    folders = list(dict.fromkeys(r.run_dir for r in result.runs))
+def _single_run(
+    runs: tuple[RunResult, ...], run: str, command: str, trainings: bool = False
+) -> tuple[RunResult, ...]:
+    """Return `runs`, the audit of the one run `command` takes; with `trainings`, every
+    training of one folder counts as that run. Raise UsageError naming the runs found
+    otherwise."""
+    folders = list(dict.fromkeys(r.run_dir for r in runs))
     if len(folders) > 1:
         listed = ", ".join(folders[:3]) + (", ..." if len(folders) > 3 else "")
         raise UsageError(
             f"{run} holds {len(folders)} runs ({listed}); {command} takes one run: "
             "name one of them, or use `ckpt-audit scan`"
         )
-    if len(result.runs) > 1 and not trainings:
+    if len(runs) > 1 and not trainings:
         raise UsageError(
-            f"{run} holds {len(result.runs)} trainings; {command} takes one: "
+            f"{run} holds {len(runs)} trainings; {command} takes one: "
             "use `ckpt-audit show` or `ckpt-audit scan`, which give one row per training"
         )
-    return result.runs[0]
+    return runs
 
 
 @main.command()
@@ -663,8 +537,10 @@ def report(
 
     check_writable(output)
     config = _load_config(config_path, eval_key)
-    result = _audit(paths, config, quiet)
-    _emit(result, "html", "runs", output, quiet, paths)
+    tally = terminal.Tally()
+    with _audited(paths, config, quiet, tally, output, curves=True) as runs:
+        _write(_Report("html", "runs", output), runs, config, paths)
+    tally.say_summary(output, quiet)
 
 
 @main.command()
@@ -686,20 +562,18 @@ def plot(run: str, output: str, eval_key: str | None, config_path: str | None, q
       ckpt-audit plot outputs/run-3 -o run-3.png
     """
     from .plot import chart_format, require_matplotlib, save_chart
-    from .render.text import safe
 
     require_matplotlib()
     chart_format(output)
     config = _load_config(config_path, eval_key)
-    found = _single_run(_audit((run,), config, quiet), run, "plot")
+    tally = terminal.Tally()
+    with _audited((run,), config, quiet, tally, output, curves=True) as runs:
+        (found,) = _single_run(tuple(runs), run, "plot")
     if found.error is not None:
         raise UsageError(found.error)
-    _refuse_output_inside(output, [found.run_dir])
     save_chart(found, output)
-    if not quiet:
-        for warning in found.warnings:
-            say(f"warning: {safe(found.run_dir)}: {safe(warning)}")
-        say(f"{safe(found.run_dir)}: {found.verdict}; chart written to {safe(output)}")
+    tally.say_runs(quiet)
+    terminal.say_chart_written(found, output, quiet)
 
 
 @main.command("config")

@@ -6,13 +6,12 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 
+from . import exit_codes
 from .config import Config
 from .discover import LAST_CHECKPOINT, STATE_FILE, checkpoint_step
 from .errors import UsageError
 from .picks import judge_deploy
 from .results import AuditResult, RunResult
-
-EXIT_OK, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
 
 
 def run_deploy_gate(
@@ -50,19 +49,38 @@ def run_deploy_gate(
     return replace(result, deploy=judgement)
 
 
-def run_fails(run: RunResult, config: Config) -> bool:
-    """Return True when `run` fails the gate: its verdict is in `fail_on`, or the checkpoint
-    the Trainer recorded as best is an overfit pick and `overfit` is in `fail_on`."""
+#: Why a run fails the gate besides its verdict (see `failure`).
+UNREADABLE = "unreadable"
+TRAINER_BEST = "trainer_best"
+
+
+def failure(run: RunResult, result: AuditResult) -> str | None:
+    """Return why `run` fails the gate of `result`, or None when it passes.
+
+    "unreadable": it could not be read and unreadable runs are not allowed (the gate fails
+    closed); its verdict, when that is in `fail_on`; "trainer_best": the checkpoint the Trainer
+    recorded as best is an overfit pick and `overfit` is in `fail_on`. The run of the checkpoint
+    judged with --deploy never fails here: that judgement (`result.deploy`) decides for it.
+    """
+    config = result.config
     if run.error is not None:
-        return False
-    return run.verdict in config.fail_on or (
-        "overfit" in config.fail_on and run.trainer_best_flagged
-    )
-
-
-def _finding(run: RunResult, config: Config) -> str:
+        return None if config.allow_unreadable else UNREADABLE
+    if result.deploy is not None and _same_dir(run.run_dir, result.deploy.run_dir):
+        return None
     if run.verdict in config.fail_on:
         return run.verdict
+    if "overfit" in config.fail_on and run.trainer_best_flagged:
+        return TRAINER_BEST
+    return None
+
+
+def _same_dir(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _finding(run: RunResult, why: str) -> str:
+    if why != TRAINER_BEST:
+        return why
     best = run.trainer_best.label if run.trainer_best else "-"
     return f"the Trainer's best, {best}, is an overfit pick"
 
@@ -70,25 +88,21 @@ def _finding(run: RunResult, config: Config) -> str:
 def gate_exit_code(result: AuditResult) -> tuple[int, str]:
     """Return (exit code, reason): 0 pass, 1 a finding fails the gate, 2 a run is unreadable."""
     config = result.config
-    if result.errors and not config.allow_unreadable:
-        return EXIT_ERROR, (
-            f"{len(result.errors)} run(s) could not be read; the gate fails closed "
+    judged = [(run, failure(run, result)) for run in result.runs]
+    unreadable = sum(1 for _, why in judged if why == UNREADABLE)
+    if unreadable:
+        return exit_codes.ERROR, (
+            f"{unreadable} run(s) could not be read; the gate fails closed "
             "(--allow-unreadable to accept that)"
         )
-    deploy_dir = os.path.realpath(result.deploy.run_dir) if result.deploy else None
-    failing = [
-        run
-        for run in result.runs
-        if run_fails(run, config)
-        and (deploy_dir is None or os.path.realpath(run.run_dir) != deploy_dir)
-    ]
+    failing = [(run, why) for run, why in judged if why is not None]
     if result.deploy is not None and result.deploy.flagged:
         deploy = result.deploy
-        return EXIT_GATE_FAILED, f"FAIL: deploying {deploy.checkpoint}: {deploy.reason}"
+        return exit_codes.GATE_FAILED, f"FAIL: deploying {deploy.checkpoint}: {deploy.reason}"
     if failing:
-        names = ", ".join(f"{r.run_dir} ({_finding(r, config)})" for r in failing[:5])
+        names = ", ".join(f"{run.run_dir} ({_finding(run, why)})" for run, why in failing[:5])
         more = f" and {len(failing) - 5} more" if len(failing) > 5 else ""
-        return EXIT_GATE_FAILED, (
+        return exit_codes.GATE_FAILED, (
             f"FAIL: {len(failing)} run(s) with findings in {list(config.fail_on)}: {names}{more}"
         )
-    return EXIT_OK, "pass"
+    return exit_codes.OK, "pass"

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from auditor.cli import main
+from auditor.results import VERDICT_ORDER
 from conftest import EXAMPLES, FIXTURES, drop_evaluations, expected_rows
 
 EXPECTED = [want for _, want, _ in expected_rows()]
@@ -53,14 +54,23 @@ def test_scan_prints_one_row_per_run_and_a_summary():
         if want["verdict"] in ("overfit", "differs"):
             said = [line for line in lines if line.startswith(f"{FIXTURES / name}: ")]
             assert len(said) == 1 and (" ship " in said[0] or " keep " in said[0]), name
-    verdicts = Counter(want["verdict"] for want in EXPECTED)
-    summary = ", ".join(
-        f"{verdicts[v]} {v}"
-        for v in ("overfit", "differs", "agree", "no_candidates")
-        if verdicts[v]
-    )
-    assert f"audited {len(EXPECTED)} runs: {summary}" in result.stderr
+    # One row per training; the folders are counted too when one holds several trainings.
+    rows = expected_rows()
+    verdicts = Counter(want["verdict"] for _, want, _ in rows)
+    summary = ", ".join(f"{verdicts[v]} {v}" for v in VERDICT_ORDER if verdicts[v])
+    folders = len({name for name, _, _ in rows})
+    counted = f"{len(rows)} runs" + (f" in {folders} folders" if folders != len(rows) else "")
+    assert f"audited {counted}: {summary}" in result.stderr
     assert "warning:" in result.stderr and "warning:" not in result.stdout
+
+
+def test_the_summary_counts_folders_only_when_one_holds_several_trainings():
+    two = invoke("scan", str(FIXTURES / "real_two_trainings"), "--format", "json")
+    assert len(json.loads(two.stdout)["runs"]) == 2
+    assert "audited 2 runs in 1 folder: 2 agree" in two.stderr
+    one_each = invoke("scan", str(FIXTURES / "sweep"), FLAGGED, "--format", "json")
+    runs = len(json.loads(one_each.stdout)["runs"])
+    assert f"audited {runs} runs: 1 overfit, " in one_each.stderr
 
 
 def test_scan_json_on_stdout_only():

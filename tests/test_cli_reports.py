@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from auditor import cli
+from auditor import terminal
 from auditor.cli import main
 from auditor.render import RENDERERS
 from conftest import EXAMPLES, FIXTURES
@@ -210,9 +210,9 @@ def test_color_only_when_asked_or_on_a_terminal(monkeypatch):
 def test_default_colour_needs_a_terminal_and_no_no_color(
     monkeypatch, tty, no_color, fmt, output, expected
 ):
-    monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: tty)
+    monkeypatch.setattr(terminal.sys.stdout, "isatty", lambda: tty)
     monkeypatch.setenv("NO_COLOR", no_color)
-    assert cli._use_color(fmt, output) is expected
+    assert terminal.use_color(fmt, output) is expected
 
 
 def test_quiet_leaves_only_the_report(tmp_path):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..results import AuditResult
+    from ..config import Config
+    from ..results import AuditResult, DeployJudgement, RunResult
+    from ..sweep import SweepBest
 
 #: A renderer turns a result into the text of a report: `renderer(result, view, **options)`.
 #: `view` is "runs" (one row per run, for scan and check) or "checkpoints" (one row per
@@ -41,6 +43,11 @@ FILE_FORMATS = ("sqlite",)
 #: Formats made for a terminal: they take `color` and `width` (None: no limit).
 TERMINAL_FORMATS = ("table",)
 
+#: Formats written as the runs come (the run table once they all have: it holds one line of
+#: cells per run), so memory stays flat however large the sweep: format -> module, whose
+#: `write_report(runs, config, write, view, deploy=, sweep_best=, **options)` does it.
+STREAMED = {"json": "json_report", "csv": "csv_report", "table": "table"}
+
 
 def render(
     result: AuditResult, fmt: str, view: str = "runs", color: bool = False, width: int | None = None
@@ -50,3 +57,27 @@ def render(
     if fmt in TERMINAL_FORMATS:
         return RENDERERS[fmt](result, view, color=color, width=width)
     return RENDERERS[fmt](result, view)
+
+
+def write_report(
+    runs: Iterable[RunResult],
+    config: Config,
+    fmt: str,
+    write: Callable[[str], Any],
+    view: str = "runs",
+    color: bool = False,
+    width: int | None = None,
+    deploy: DeployJudgement | None = None,
+    sweep_best: tuple[SweepBest, ...] | None = None,
+) -> None:
+    """Write the report of `runs` in format `fmt` through `write`: run by run in a STREAMED
+    format, else rendered once every run is in. The sweep's best is computed from `runs`
+    unless given."""
+    options: dict[str, Any] = {"color": color, "width": width} if fmt in TERMINAL_FORMATS else {}
+    if fmt in STREAMED:
+        stream = import_module(f"{__name__}.{STREAMED[fmt]}").write_report
+        stream(runs, config, write, view, deploy=deploy, sweep_best=sweep_best, **options)
+        return
+    from ..results import AuditResult
+
+    write(RENDERERS[fmt](AuditResult(tuple(runs), config, deploy, sweep_best), view, **options))

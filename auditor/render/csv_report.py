@@ -11,7 +11,8 @@ from typing import Any
 
 from ..config import Config
 from ..frame import columns, run_checkpoint_records, run_record
-from ..results import AuditResult, RunResult
+from ..results import AuditResult, DeployJudgement, RunResult
+from ..sweep import SweepBest
 from .text import safe
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection); a
@@ -34,10 +35,16 @@ def render(result: AuditResult, view: str = "runs") -> str:
 
 
 def write_report(
-    runs: Iterable[RunResult], config: Config, write: Callable[[str], Any], view: str = "runs"
+    runs: Iterable[RunResult],
+    config: Config,
+    write: Callable[[str], Any],
+    view: str = "runs",
+    deploy: DeployJudgement | None = None,
+    sweep_best: tuple[SweepBest, ...] | None = None,
 ) -> None:
     """Write the CSV report of `runs` through `write`, one run's rows at a time (see `render`):
-    its memory stays flat however many runs there are."""
+    its memory stays flat however many runs there are. A CSV is rows only: the deploy
+    judgement and the sweep's best are not in it."""
     level = "checkpoints" if view == "checkpoints" else "runs"
     names = list(columns(level))
     buffer = io.StringIO()

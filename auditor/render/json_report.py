@@ -18,7 +18,14 @@ _RUNS_SLOT = '"runs": []'
 def render(result: AuditResult, view: str = "runs") -> str:
     """Return the schema_version 1 JSON report; the same document for every view."""
     pieces: list[str] = []
-    write_report(result.runs, result.config, pieces.append, result.deploy, result.sweep_best)
+    write_report(
+        result.runs,
+        result.config,
+        pieces.append,
+        view,
+        deploy=result.deploy,
+        sweep_best=result.sweep_best,
+    )
     return "".join(pieces)
 
 
@@ -26,10 +33,12 @@ def write_report(
     runs: Iterable[RunResult],
     config: Config,
     write: Callable[[str], Any],
+    view: str = "runs",
     deploy: DeployJudgement | None = None,
     sweep_best: tuple[SweepBest, ...] | None = None,
 ) -> None:
-    """Write the JSON report of `runs` piece by piece through `write`, one run at a time.
+    """Write the JSON report of `runs` piece by piece through `write`, one run at a time; the
+    same document for every view.
 
     Holds no more than one run's text at once; the sweep's best (computed on the way when
     `sweep_best` is None) and the config follow the runs, as in `AuditResult.to_dict`.

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..config import Config
 from ..evidence import decision
-from ..gate import run_fails
+from ..gate import failure
 from ..results import AuditResult, RunResult
 from .text import evidence_lines, number, pick_with_numbers
 
@@ -58,17 +58,16 @@ def render(result: AuditResult, view: str = "runs") -> str:
 def _case(run: RunResult, result: AuditResult) -> ET.Element:
     case = ET.Element("testcase", {"classname": SUITE, "name": clean(run.label)})
     summary = _summary(run, result.config)
-    deployed = result.deploy is not None and _same_dir(result.deploy.run_dir, run.run_dir)
+    why = failure(run, result)
     if run.error is not None:
-        if result.config.allow_unreadable:
+        if why is None:
             ET.SubElement(case, "skipped", {"message": clean(f"unreadable: {run.error}")})
         else:
             error = ET.SubElement(case, "error", {"message": clean(run.error), "type": "error"})
             error.text = clean(run.error)
-    elif run_fails(run, result.config) and not deployed:
-        kind = run.verdict if run.verdict in result.config.fail_on else "trainer_best"
-        failure = ET.SubElement(case, "failure", {"message": clean(summary), "type": kind})
-        failure.text = clean(_details(run, result.config))
+    elif why is not None:
+        failed = ET.SubElement(case, "failure", {"message": clean(summary), "type": why})
+        failed.text = clean(_details(run, result.config))
     out = ET.SubElement(case, "system-out")
     out.text = clean("\n".join([summary, *(f"warning: {w}" for w in run.warnings)]))
     return case
@@ -121,10 +120,6 @@ def _details(run: RunResult, config: Config) -> str:
         )
     lines += evidence_lines(run)
     return "\n".join(lines)
-
-
-def _same_dir(a: str, b: str) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:

@@ -68,11 +68,16 @@ def render(
     With color=True the verdicts that need attention are coloured (for a terminal). With a
     `width`, every row fits in that many columns (see RUN_DROP_ORDER, CHECKPOINT_DROP_ORDER).
     """
-    if view == "checkpoints":
-        return "\n\n".join(_checkpoint_table(run, result, width) for run in result.runs) + "\n"
     pieces: list[str] = []
     write_report(
-        result.runs, result.config, pieces.append, color, width, result.deploy, result.sweep_best
+        result.runs,
+        result.config,
+        pieces.append,
+        view,
+        deploy=result.deploy,
+        sweep_best=result.sweep_best,
+        color=color,
+        width=width,
     )
     return "".join(pieces)
 
@@ -81,17 +86,24 @@ def write_report(
     runs: Iterable[RunResult],
     config: Config,
     write: Callable[[str], Any],
-    color: bool = False,
-    width: int | None = None,
+    view: str = "runs",
     deploy: DeployJudgement | None = None,
     sweep_best: tuple[SweepBest, ...] | None = None,
+    color: bool = False,
+    width: int | None = None,
 ) -> None:
-    """Write the run table of `runs` through `write` (see `render`) once every run is in.
+    """Write the table of `runs` through `write` (see `render`): with view="checkpoints", one
+    table of steps per run as each comes; else the run table once every run is in.
 
     Its columns are as wide as their widest cell, so every row must be known first: what is
     held is one line of cells per run, never the runs themselves. The sweep's best (computed on
     the way when `sweep_best` is None) and the decisions follow the table.
     """
+    if view == "checkpoints":
+        for at, run in enumerate(runs):
+            write(("\n\n" if at else "") + _checkpoint_table(run, config, width))
+        write("\n")
+        return
     tracker = SweepBestTracker() if sweep_best is None else None
     rows: list[str] = []
     said: list[str] = []
@@ -128,22 +140,6 @@ def write_report(
     if note:
         text += "\n" + wrap(note, width)
     write(text + "\n")
-
-
-def next_commands(result: AuditResult, paths: Sequence[str]) -> str:
-    """Return the line that tells a newcomer what to run next: `show` on the first run that
-    needs a look (flagged, else picks that differ), and `report` for the charts."""
-    from shlex import quote
-
-    where = " ".join(quote(path) for path in paths)
-    report = f"ckpt-audit report {where} -o report.html for the charts"
-    look = next((run for run in result.runs if run.flagged), None) or next(
-        (run for run in result.runs if run.verdict == "differs"), None
-    )
-    if look is None:
-        return f"next: {report}"
-    why = "it is flagged" if look.flagged else "its picks differ"
-    return f"next: ckpt-audit show {quote(safe(look.run_dir))} to see why {why}; {report}"
 
 
 def _layout(headers: Sequence[str], rows: list[list[str]]) -> str:
@@ -247,7 +243,7 @@ def _run_row(run: RunResult, color: bool) -> list[str]:
     ]
 
 
-def _checkpoint_table(run: RunResult, result: AuditResult, width: int | None) -> str:
+def _checkpoint_table(run: RunResult, config: Config, width: int | None) -> str:
     title = f"{safe(run.label)}  [{verdict_label(run)}]"
     if run.error is not None:
         return f"{title}\nerror: {safe(run.error)}"
@@ -259,7 +255,7 @@ def _checkpoint_table(run: RunResult, result: AuditResult, width: int | None) ->
         lambda dropped: _checkpoint_rows(run, dropped), CHECKPOINT_DROP_ORDER, width, _layout
     )
     lines = [*evidence_lines(run)]
-    said = decision(run, result.config)
+    said = decision(run, config)
     if said:
         lines.append(f"decision: {safe(said)}")
     legend = checkpoint_legend(dropped, width, smoothed=run.smoothed_pick is not None)
