@@ -142,3 +142,16 @@ def test_the_smoothed_pick_is_listed_with_the_other_picks():
     failure = cases[1].find("failure")  # the Trainer's best is an overfit pick
     assert failure is not None and "smoothed pick checkpoint-75: eval_loss 0.6972" in failure.text
     assert "smoothed" not in texts[2]  # 10 evaluations: none
+
+
+def test_the_failed_cases_are_the_runs_the_gate_fails_on():
+    # One rule decides both: the exit code's reason and the report a CI system shows.
+    for config in (Config(), Config(fail_on=("overfit", "no_candidates", "differs"))):
+        result = auditor.audit(FIXTURES, config=config)
+        code, reason = gate_exit_code(result)
+        cases = parse(result).findall("testsuite/testcase")
+        failed = [case.get("name") for case in cases if outcome(case) == "failure"]
+        assert code == 1 and failed
+        assert reason.startswith(f"FAIL: {len(failed)} run(s) with findings")
+        named = failed if len(failed) <= 5 else failed[:5]
+        assert all(str(name).split(" (training")[0] in reason for name in named)
