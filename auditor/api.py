@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import ExitStack
 from functools import partial
@@ -15,16 +16,12 @@ from .picks import audit_run, error_result
 from .read import RunRecord, read_run
 from .results import AuditResult, RunResult
 from .storage import for_path
-from .workers import map_in_order, process_executor, worker_count
+from .workers import cpu_workers, map_in_order, process_executor, share_out, worker_count
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
 Progress = Callable[[int, int], None]
-
-#: Below this many runs, starting worker processes costs more than it saves.
-PARALLEL_FROM_RUNS = 64
-
 
 PathArgument = str | os.PathLike[str]
 
@@ -46,8 +43,9 @@ def audit(
     is called per run.
     With `curves` False, runs carry no train loss curve (`RunResult.train_losses` is empty),
     which keeps the memory of a large sweep's audit small. `jobs` worker processes share the
-    runs (default: $CKPT_AUDIT_JOBS, else one per CPU once there are 64 runs or more); they are
-    forked, so where os.fork is missing (Windows) or other threads run, this process audits all.
+    runs (default: $CKPT_AUDIT_JOBS, else one per CPU once the runs audited here show that the
+    runs left are worth sharing out); they are forked, so where os.fork is missing (Windows)
+    or other threads run, this process audits all.
     """
     cfg = config or Config()
     locations = discover(_path_list(paths))
@@ -82,36 +80,59 @@ def audit_locations(
 ) -> Generator[RunResult, None, None]:
     """Yield the audit of each run location, in order (one result per training a location
     holds), from `jobs` worker processes or on `executor` (see `audit`)."""
+    done = 0
+
+    def audited(results: list[RunResult]) -> Iterator[RunResult]:
+        nonlocal done
+        yield from results
+        done += 1
+        if progress is not None:
+            progress(done, len(locations))
+
     with ExitStack() as stack:
-        ahead = AHEAD_CHUNKS
+        ahead, chunk = AHEAD_CHUNKS, CHUNK_RUNS
         own = executor is None
         if executor is None:
-            workers = worker_count(len(locations), jobs, PARALLEL_FROM_RUNS)
+            workers = worker_count(len(locations), jobs)
+            if workers is None:
+                # Nobody said how many: this process audits alone until the time that took
+                # says the runs left are worth sharing out (a few large runs are; a few
+                # dozen tiny ones are not).
+                seconds = 0.0
+                while done < len(locations):
+                    chunk = share_out(seconds, done, len(locations) - done)
+                    if chunk:
+                        break
+                    start = time.perf_counter()
+                    results = audit_location(locations[done], config, curves)
+                    seconds += time.perf_counter() - start
+                    yield from audited(results)
+                workers = cpu_workers(len(locations) - done) if chunk else 1
             if workers > 1:
                 executor = process_executor(workers)
                 # On an early stop, what was not started is dropped, never run to the end.
                 stack.callback(executor.shutdown, wait=True, cancel_futures=True)
                 ahead = 3 * workers
+        left = locations[done:]
         if executor is not None:
-            chunks = [locations[i : i + CHUNK_RUNS] for i in range(0, len(locations), CHUNK_RUNS)]
+            chunks = [left[i : i + chunk] for i in range(0, len(left), chunk)]
             task = partial(_audit_chunk, config=config, curves=curves)
             # Our own processes: this one audits too rather than wait (a caller's executor,
             # a cluster, is left all the work).
-            audited = map_in_order(task, chunks, executor, ahead, help_here=own)
-            stack.callback(audited.close)
+            shared = map_in_order(task, chunks, executor, ahead, help_here=own)
+            stack.callback(shared.close)
             per_location: Iterator[list[RunResult]] = (
-                audited_location for chunk in audited for audited_location in chunk
+                results for chunk_results in shared for results in chunk_results
             )
         else:
-            per_location = (audit_location(location, config, curves) for location in locations)
-        for done, results in enumerate(per_location, start=1):
-            yield from results
-            if progress is not None:
-                progress(done, len(locations))
+            per_location = (audit_location(location, config, curves) for location in left)
+        for results in per_location:
+            yield from audited(results)
 
 
-#: Runs per chunk of work: small enough that the results in flight stay a few MB whatever
-#: the sweep's size, large enough that handing chunks to workers costs little.
+#: Runs per chunk of work when the workers are asked for (`jobs`, an executor): small enough
+#: that the results in flight stay a few MB whatever the sweep's size, large enough that
+#: handing chunks to workers costs little.
 CHUNK_RUNS = 8
 #: Chunks in flight on an executor given by the caller (a cluster may have many workers).
 AHEAD_CHUNKS = 64

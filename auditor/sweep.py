@@ -114,12 +114,17 @@ class SweepBestTracker:
             if not (row.candidate and row.score is not None and row.score.scorable):
                 continue
             assert row.eval_loss is not None
-            pick = SweepPick(run.run_dir, row.checkpoint, row.step, row.eval_loss, row.score.total)
             by_score = (row.score.total, index, row.step)
-            if best.by_score is None or by_score < best.by_score[0]:
-                best.by_score = (by_score, pick)
             by_eval = (row.eval_loss, index, row.step)
-            if best.by_eval is None or by_eval < best.by_eval[0]:
+            wins_score = best.by_score is None or by_score < best.by_score[0]
+            wins_eval = best.by_eval is None or by_eval < best.by_eval[0]
+            # Most checkpoints of a large sweep beat neither: no pick is made for them.
+            if not (wins_score or wins_eval):
+                continue
+            pick = SweepPick(run.run_dir, row.checkpoint, row.step, row.eval_loss, row.score.total)
+            if wins_score:
+                best.by_score = (by_score, pick)
+            if wins_eval:
                 best.by_eval = (by_eval, pick)
 
     def best(self) -> tuple[SweepBest, ...]:

@@ -24,22 +24,43 @@ DASK_INSTALL = "pip install 'checkpoint-auditor[dask]'"
 REMOTE_THREADS = 16
 
 
-def worker_count(
-    items: int, jobs: int | None, parallel_from: int, default: int | None = None
-) -> int:
-    """Return how many workers should share `items` pieces of work: `jobs` when given, else
-    $CKPT_AUDIT_JOBS when set, else `default` (one per CPU when None) once there are
-    `parallel_from` items or more; never more than the items."""
+def worker_count(items: int, jobs: int | None) -> int | None:
+    """Return how many workers were asked to share `items` pieces of work: `jobs` when given,
+    else $CKPT_AUDIT_JOBS when set, never more than the items; None when neither says, for the
+    caller to decide from the work (`share_out`)."""
     if jobs is None:
         jobs = _jobs_from_environment()
-        if jobs is None and items < parallel_from:
-            return 1
-    if jobs is None and default is not None:
-        jobs = default
-    if jobs is None:
-        affinity = getattr(os, "sched_getaffinity", None)
-        jobs = len(affinity(0)) if affinity else (os.cpu_count() or 1)
+        if jobs is None:
+            return None
+    return _at_most(jobs, items)
+
+
+def cpu_workers(items: int) -> int:
+    """Return one worker per CPU this process may run on, never more than the items."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return _at_most(len(affinity(0)) if affinity else (os.cpu_count() or 1), items)
+
+
+def _at_most(jobs: int, items: int) -> int:
     return max(1, min(jobs, items, _descriptor_budget()))
+
+
+#: Work done here before any worker starts: a sweep audited sooner never starts one, since
+#: starting workers and copying results back from them costs about this much.
+SHARE_AFTER_SECONDS = 0.05
+#: The work handed to a worker at once: long enough that handing it over costs little, short
+#: enough that the results in flight stay few.
+CHUNK_SECONDS = 0.02
+CHUNK_MOST = 256
+
+
+def share_out(seconds: float, done: int, left: int) -> int:
+    """Return how many of the `left` items to hand a worker at a time, judged from `done` items
+    that took `seconds` here; 0 while sharing would not pay (too little work seen, or too
+    little left)."""
+    if not done or seconds < SHARE_AFTER_SECONDS or seconds / done * left < SHARE_AFTER_SECONDS:
+        return 0
+    return max(1, min(CHUNK_MOST, int(CHUNK_SECONDS * done / seconds)))
 
 
 def _jobs_from_environment() -> int | None:

@@ -26,6 +26,24 @@ def test_worker_processes_give_the_same_audit_in_the_same_order(monkeypatch, job
     assert [repr(r.train_losses) for r in shared.runs] == [repr(r.train_losses) for r in alone.runs]
 
 
+def test_runs_audited_here_then_shared_out_give_the_audit_of_one_process(monkeypatch):
+    from auditor import workers
+
+    monkeypatch.delenv(workers.JOBS_VARIABLE, raising=False)
+    # Share out after the first run, one run at a time.
+    monkeypatch.setattr(workers, "SHARE_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(workers, "CHUNK_SECONDS", 0.0)
+    real_fork, forks = os.fork, []
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
+    alone = auditor.audit(str(FIXTURES), jobs=1)
+    progress: list[tuple[int, int]] = []
+    shared = auditor.audit(str(FIXTURES), progress=lambda *done: progress.append(done))
+    assert forks
+    assert [r.to_dict() for r in shared.runs] == [r.to_dict() for r in alone.runs]
+    found = len(progress)
+    assert progress == [(done, found) for done in range(1, found + 1)]
+
+
 def test_without_curves_runs_carry_no_train_losses_and_the_same_picks():
     with_curves = auditor.audit(str(FIXTURES / "sweep"))
     without = auditor.audit(str(FIXTURES / "sweep"), curves=False)

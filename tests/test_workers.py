@@ -80,13 +80,23 @@ def test_no_more_than_ahead_items_are_in_flight_and_the_rest_is_cancelled():
     assert len(started) <= 5 + 3
 
 
-def test_the_count_honours_jobs_the_environment_and_the_threshold(monkeypatch):
+def test_the_count_honours_jobs_and_the_environment_and_is_else_left_to_the_work(monkeypatch):
     monkeypatch.delenv(workers.JOBS_VARIABLE, raising=False)
-    assert workers.worker_count(10, None, parallel_from=64) == 1
-    assert workers.worker_count(10, 3, parallel_from=64) == 3
-    assert workers.worker_count(2, 8, parallel_from=64) == 2  # never more than the items
+    assert workers.worker_count(10, None) is None
+    assert workers.worker_count(10, 3) == 3
+    assert workers.worker_count(2, 8) == 2  # never more than the items
     monkeypatch.setenv(workers.JOBS_VARIABLE, "2")
-    assert workers.worker_count(10, None, parallel_from=64) == 2
+    assert workers.worker_count(10, None) == 2
+
+
+def test_work_is_shared_out_once_the_work_done_says_the_rest_is_worth_it():
+    after = workers.SHARE_AFTER_SECONDS
+    assert workers.share_out(0.0, 0, 1000) == 0
+    assert workers.share_out(after / 2, 100, 10_000) == 0  # too little seen yet
+    assert workers.share_out(after, 1000, 100) == 0  # too little left
+    # Thousands of tiny runs go out many at a time, large runs one at a time.
+    assert workers.share_out(after, 200, 20_000) > 1
+    assert workers.share_out(4 * after, 1, 10) == 1
 
 
 def _report(result: auditor.AuditResult) -> str:
