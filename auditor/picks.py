@@ -46,10 +46,7 @@ def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResu
     rows = _rows(record, history, config)
     candidates = [r for r in rows if r.candidate]
     eval_only = min(candidates, key=lambda r: (r.eval_loss, r.step), default=None)
-    best = min(
-        candidates, key=lambda r: (r.score.total if r.score else math.inf, r.step), default=None
-    )
-    rows = [_replace_best(r) if best is not None and r.step == best.step else r for r in rows]
+    best = next((r for r in candidates if r.is_best), None)
     smoothed = smoothed_minimum(rows, SMOOTHED_FROM)
     if trainer_warning:
         warnings.append(trainer_warning)
@@ -135,6 +132,9 @@ def smoothed_minimum(
 
     Neighbours without a checkpoint folder still count: their eval losses are in the log.
     """
+    # Each evaluation has a row: fewer rows than that cannot make the curve long enough.
+    if len(rows) < min_evaluations:
+        return None
     smoothed = smoothed_eval(rows)
     if len(smoothed) < min_evaluations:
         return None
@@ -174,15 +174,22 @@ def _pick(row: CheckpointResult | None) -> Pick | None:
     return Pick(row.checkpoint, row.step) if row is not None else None
 
 
-def _replace_best(row: CheckpointResult) -> CheckpointResult:
-    from dataclasses import replace
-
-    return replace(row, is_best=True)
-
-
 def _rows(record: RunRecord, history: History, config: Config) -> list[CheckpointResult]:
+    """Return a row per evaluated step or checkpoint folder, in step order, the scorer's pick
+    (the candidate of lowest score, the earlier step on a tie) marked is_best."""
     evaluations: dict[int, Evaluation] = {e.step: e for e in history.evaluations}
     disk = {c.step: c for c in record.checkpoints}
+    scores = {
+        step: score(e.eval_loss, e.train_loss, e.epochs_without_improvement, config)
+        for step, e in evaluations.items()
+    }
+    candidates = {
+        step
+        for step, e in evaluations.items()
+        if is_finite(e.eval_loss)
+        and (record.history_only or (step in disk and disk[step].usable))
+    }
+    best = min(candidates, key=lambda step: (scores[step].total, step), default=None)
     rows = []
     for step in sorted(evaluations.keys() | disk.keys()):
         folder = disk.get(step)
@@ -206,22 +213,20 @@ def _rows(record: RunRecord, history: History, config: Config) -> list[Checkpoin
             continue
         loss = evaluation.eval_loss
         finite = is_finite(loss)
-        usable = record.history_only or (folder is not None and folder.usable)
         rows.append(
             CheckpointResult(
                 step=step,
                 checkpoint=folder.name if folder else None,
                 on_disk=folder is not None,
-                candidate=finite and usable,
+                candidate=step in candidates,
                 eval_loss=loss,
                 train_loss=evaluation.train_loss,
                 gap=gap_ratio(loss, evaluation.train_loss) if finite else None,
                 overfit=overfit_ratio(loss, evaluation.train_loss) if finite else None,
                 perplexity=perplexity(loss) if finite else None,
                 epochs_without_improvement=evaluation.epochs_without_improvement,
-                score=score(
-                    loss, evaluation.train_loss, evaluation.epochs_without_improvement, config
-                ),
+                score=scores[step],
+                is_best=step == best,
             )
         )
     return rows
