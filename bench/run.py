@@ -7,7 +7,8 @@ first chart in headless Chromium.
     python3 bench/run.py --repeat 3     # fewer alternating rounds
     python3 bench/run.py --report-only  # only the HTML report's targets
     python3 bench/run.py --scale        # only thousands of tiny runs and one huge history
-                                        # (bench/scale.py; --huge-mb N for a smaller file)
+                                        # (bench/scale.py; --huge-mb N for a smaller file,
+                                        # --tiny-only for the tiny runs' time alone)
 
 Needs the shared benchmark scripts (../shared/bench beside the repo, or --scripts DIR):
 gen_sweep.py, baseline_naive.py and limit_newest.py. Exits 1 when a pick or a flag differs
@@ -311,6 +312,9 @@ def main() -> int:
     parser.add_argument(
         "--huge-mb", type=int, default=300, help="size of the huge trainer_state.json (MB)"
     )
+    parser.add_argument(
+        "--tiny-only", action="store_true", help="with --scale: only the time of the tiny runs"
+    )
     args = parser.parse_args()
     scripts = args.scripts.resolve()
     for name in ("gen_sweep.py", "baseline_naive.py", "limit_newest.py"):
@@ -328,7 +332,9 @@ def main() -> int:
         print(f"measuring {compile_bytecode()} (bytecode compiled, as pip does at install)")
         missed = [
             name
-            for name, ok in run_scale(scripts, args.workdir, args.repeat, args.huge_mb)
+            for name, ok in run_scale(
+                scripts, args.workdir, args.repeat, args.huge_mb, args.tiny_only
+            )
             if not ok
         ]
         print(f"targets missed: {', '.join(missed)}" if missed else "targets met")
