@@ -47,11 +47,13 @@ def fit_table(
     drop_order: Sequence[str],
     width: int | None,
     layout: Callable[[Sequence[str], Rows], str],
+    measure: Callable[[Sequence[str], Rows], int],
     name_column: int | None = None,
     min_name: int = 24,
 ) -> tuple[str, frozenset[str]]:
     """Return the table laid out by `layout`, narrowed to `width` columns (None: full width),
-    and the columns it left out.
+    and the columns it left out; `measure` returns the width `layout` would give the same
+    headers and rows.
 
     Columns named in `drop_order` go one at a time, first to last, until the table fits; before
     each drop, names in `name_column` may be shortened in the middle down to `min_name`
@@ -62,10 +64,11 @@ def fit_table(
     for count in range(len(drop_order) + 1):
         dropped = frozenset(drop_order[:count])
         headers, rows = build(dropped)
-        text = layout(headers, rows)
-        over = visible_width(text) - width
+        # Measured, not laid out: a sweep's table may be thousands of rows, tried in several
+        # widths before one fits.
+        over = measure(headers, rows) - width
         if over <= 0:
-            return text, dropped
+            return layout(headers, rows), dropped
         if name_column is None:
             continue
         widest = max(len(cells[name_column]) for cells in [list(headers), *rows])
@@ -74,7 +77,7 @@ def fit_table(
             for cells in rows:
                 cells[name_column] = shorten_middle(cells[name_column], limit)
             return layout(headers, rows), dropped
-    return text, dropped
+    return layout(headers, rows), dropped
 
 
 def wrap(line: str, width: int | None) -> str:

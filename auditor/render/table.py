@@ -125,7 +125,12 @@ def write_report(
                 text = ""
     else:
         text, _ = fit_table(
-            lambda dropped: _run_table(rows, dropped), RUN_DROP_ORDER, width, _layout, name_column=0
+            lambda dropped: _run_table(rows, dropped),
+            RUN_DROP_ORDER,
+            width,
+            _layout,
+            _layout_width,
+            name_column=0,
         )
     if said:
         text += "\n\n" + "\n".join(wrap(line, width) for line in said)
@@ -146,14 +151,25 @@ def _layout(headers: Sequence[str], rows: list[list[str]]) -> str:
     return "\n".join(_lines(headers, lambda: rows))
 
 
+def _layout_width(headers: Sequence[str], rows: list[list[str]]) -> int:
+    """Return the width of `_layout(headers, rows)`: that of its line of dashes."""
+    widths = _column_widths(headers, rows)
+    return sum(widths) + len(_SPACE) * (len(widths) - 1)
+
+
+def _column_widths(headers: Sequence[str], rows: Iterable[list[str]]) -> list[int]:
+    widths = [len(header) + _MIN_PADDING for header in headers]
+    for cells in rows:
+        for column, cell in enumerate(cells):
+            widths[column] = max(widths[column], _width(cell.strip()))
+    return widths
+
+
 def _lines(headers: Sequence[str], rows: Callable[[], Iterable[list[str]]]) -> Iterator[str]:
     """Yield the lines of a table of `headers` and the cells `rows()` gives (called twice: the
     widths first), laid out as tabulate's "simple" format: columns two spaces apart, each at
     least two wider than its header, text left-aligned, no trailing spaces."""
-    widths = [len(header) + _MIN_PADDING for header in headers]
-    for cells in rows():
-        for column, cell in enumerate(cells):
-            widths[column] = max(widths[column], _width(cell.strip()))
+    widths = _column_widths(headers, rows())
     yield _SPACE.join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
     yield _SPACE.join("-" * w for w in widths)
     for cells in rows():
@@ -252,7 +268,11 @@ def _checkpoint_table(run: RunResult, config: Config, width: int | None) -> str:
     if width is not None and len(name) + len(suffix) > width:
         name = shorten_middle(name, max(width - len(suffix), 20))
     table, dropped = fit_table(
-        lambda dropped: _checkpoint_rows(run, dropped), CHECKPOINT_DROP_ORDER, width, _layout
+        lambda dropped: _checkpoint_rows(run, dropped),
+        CHECKPOINT_DROP_ORDER,
+        width,
+        _layout,
+        _layout_width,
     )
     lines = [*evidence_lines(run)]
     said = decision(run, config)
