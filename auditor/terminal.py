@@ -104,11 +104,15 @@ class Tally:
             if run.run_dir != self._folder:
                 self._folder = run.run_dir
                 self.folders += 1
-            slim = replace(run, checkpoints=(), train_losses=(), eval_curves={})
-            if run.warnings or run.error is not None:
-                self._noted.append(slim)
-            if run.flagged or run.verdict == "differs":
-                self._look.setdefault("flagged" if run.flagged else "differs", slim)
+            kind = "flagged" if run.flagged else "differs" if run.verdict == "differs" else None
+            kept = run.warnings or run.error is not None
+            # Most runs of a large sweep are neither kept nor the first of their kind.
+            if kept or (kind is not None and kind not in self._look):
+                slim = replace(run, checkpoints=(), train_losses=(), eval_curves={})
+                if kept:
+                    self._noted.append(slim)
+                if kind is not None:
+                    self._look.setdefault(kind, slim)
             yield run
 
     @property
