@@ -16,7 +16,14 @@ from .picks import audit_run, error_result
 from .read import RunRecord, read_run
 from .results import AuditResult, RunResult
 from .storage import for_path
-from .workers import cpu_workers, map_in_order, process_executor, share_out, worker_count
+from .workers import (
+    cpu_workers,
+    map_in_order,
+    process_executor,
+    share_out,
+    shut_down,
+    worker_count,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -111,7 +118,7 @@ def audit_locations(
             if workers > 1:
                 executor = process_executor(workers)
                 # On an early stop, what was not started is dropped, never run to the end.
-                stack.callback(executor.shutdown, wait=True, cancel_futures=True)
+                stack.callback(shut_down, executor)
                 ahead = 3 * workers
         left = locations[done:]
         if executor is not None:

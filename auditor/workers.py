@@ -9,6 +9,7 @@ from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from .errors import UsageError
+from .interrupts import held
 
 if TYPE_CHECKING:
     # concurrent.futures imports multiprocessing and pickle: only when there are workers.
@@ -114,6 +115,13 @@ def process_executor(workers: int) -> Executor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
+def shut_down(executor: Executor) -> None:
+    """Stop `executor`'s processes once the items they have started are done, dropping the
+    others; an interrupt is delivered after, never in the middle (which leaves processes)."""
+    with held():
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
 def thread_executor(workers: int) -> Executor:
     """Return a pool of `workers` threads (for reads that wait on a remote store)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -164,7 +172,11 @@ def map_in_order(
     def submit(item: Item) -> None:
         nonlocal broken
         try:
-            future: Future[Result] = executor.submit(function, item)
+            # A process pool starts its workers and its thread on a first submit: an interrupt
+            # in the middle would leave a pool that can neither work nor be shut down (a hang
+            # at exit, or "cannot join thread before it is started"). It is delivered after.
+            with held():
+                future: Future[Result] = executor.submit(function, item)
         except BrokenExecutor:  # a worker died before this item went out: it is computed here
             broken, future = True, Future()
         pending.append((item, future))
