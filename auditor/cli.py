@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from . import __version__, exit_codes, interrupts, terminal
-from .choices import DEFAULT_CONFIG_NAME, HISTORY_SUFFIXES, SORT_KEYS
+from .choices import DEFAULT_CONFIG_NAME, FORMAT_OF_SUFFIX, SORT_KEYS
 from .errors import AuditorError, UsageError
 from .render import FILE_FORMATS, RENDERERS
 from .streams import hold_standard_descriptors, require_stdout, to_stdout
@@ -87,7 +87,8 @@ def _report_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--format",
             "fmt",
             type=click.Choice(sorted([*RENDERERS, *FILE_FORMATS])),
-            help="Report format (default: table; sqlite for -o FILE.sqlite).",
+            help="Report format (default: the one -o FILE's suffix names, .json .csv .md .xml "
+            ".html .sqlite, else table).",
         ),
         click.option(
             "-o",
@@ -118,13 +119,14 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def _report_format(fmt: str | None, output: str | None) -> str:
-    """Return the format to write: --format, else sqlite for -o FILE.sqlite, else table.
+    """Return the format to write: --format, else the one -o FILE's suffix names (audit.json,
+    audit.sqlite), else table.
 
     The output file is checked before anything is audited: a sweep's audit must not be lost
     to a file that cannot take it.
     """
-    history = output is not None and output.lower().endswith(HISTORY_SUFFIXES)
-    chosen = fmt or ("sqlite" if history else "table")
+    suffix = os.path.splitext(output)[1].lower() if output else ""
+    chosen = fmt or FORMAT_OF_SUFFIX.get(suffix, "table")
     if chosen in FILE_FORMATS:
         from .history import check_history
 

@@ -155,6 +155,38 @@ def test_output_file_gets_the_whole_report(tmp_path):
     assert ET.parse(target).getroot().get("tests") == "7"
 
 
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("a.json", "json"),
+        ("a.csv", "csv"),
+        ("a.md", "markdown"),
+        ("a.XML", "junit"),
+        ("a.txt", "table"),
+    ],
+)
+def test_output_takes_the_format_its_suffix_names(tmp_path, name, fmt):
+    target = tmp_path / name
+    written = invoke("scan", SWEEP, FLAGGED, "-o", str(target))
+    printed = invoke("scan", SWEEP, FLAGGED, "--format", fmt)
+    assert written.exit_code == printed.exit_code == 0, written.stderr
+    assert target.read_text() == printed.stdout
+
+
+def test_format_given_wins_over_the_suffix(tmp_path):
+    target = tmp_path / "audit.json"
+    result = invoke("scan", FLAGGED, "--format", "csv", "-o", str(target))
+    assert result.exit_code == 0, result.stderr
+    assert next(csv.DictReader(io.StringIO(target.read_text())))["verdict"] == "overfit"
+
+
+def test_an_html_suffix_writes_the_page(tmp_path):
+    target = tmp_path / "audit.html"
+    result = invoke("check", FLAGGED, "-o", str(target))
+    assert result.exit_code == 1, result.stderr
+    assert target.read_text().lstrip().lower().startswith("<!doctype html>")
+
+
 def test_check_appends_its_summary_to_the_github_step_summary(tmp_path):
     summary = tmp_path / "step_summary.md"
     summary.write_text("earlier step\n")
