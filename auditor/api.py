@@ -10,12 +10,11 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .discover import RunLocation, checkpoints_of, discover
+from .discover import discover
 from .errors import StateFileError, UsageError
 from .picks import audit_run, error_result
-from .read import RunRecord, read_run
 from .results import AuditResult, RunResult
-from .storage import for_path
+from .sources import Found, read_found
 from .workers import (
     cpu_workers,
     map_in_order,
@@ -78,7 +77,7 @@ def _path_list(paths: tuple[object, ...]) -> list[str]:
 
 
 def audit_locations(
-    locations: list[RunLocation],
+    locations: list[Found],
     config: Config,
     progress: Progress | None = None,
     curves: bool = True,
@@ -145,42 +144,19 @@ CHUNK_RUNS = 8
 AHEAD_CHUNKS = 64
 
 
-def _audit_chunk(
-    locations: list[RunLocation], config: Config, curves: bool
-) -> list[list[RunResult]]:
+def _audit_chunk(locations: list[Found], config: Config, curves: bool) -> list[list[RunResult]]:
     return [audit_location(location, config, curves) for location in locations]
 
 
-def audit_location(location: RunLocation, config: Config, curves: bool = True) -> list[RunResult]:
+def audit_location(location: Found, config: Config, curves: bool = True) -> list[RunResult]:
     """Return the audit of one run location, one result per training it holds (an MLflow
     database: one per run); a read failure becomes one "error" result."""
     try:
-        return [audit_run(record, config, curves) for record in _records(location, config)]
+        return [audit_run(record, config, curves) for record in read_found(location, config)]
     except StateFileError as exc:
         return [error_result(location.run_dir, str(exc))]
     except (RecursionError, MemoryError) as exc:
         return [error_result(location.run_dir, f"{type(exc).__name__} while reading the run")]
-
-
-def _records(location: RunLocation, config: Config) -> list[RunRecord]:
-    """Return what `location` holds: a framework's runs, or a Trainer run, read from another
-    writer's history when none of its trainer_state.json files can be read."""
-    from .sources import wiring
-
-    if location.found is not None:
-        return wiring.read_found(location.found, config)
-    try:
-        records = read_run(location)
-    except StateFileError:
-        steps = {c.step: c.name for c in checkpoints_of(location) if c.step is not None}
-        other = None if location.history_only else wiring.fallback(location.run_dir, steps)
-        if other is None:
-            raise
-        return [other]
-    if not location.tensorboard:
-        return list(records)
-    metric = wiring.trainer_metric(for_path(location.run_dir), location.run_dir)
-    return [record._replace(trainer_metric=metric) if metric else record for record in records]
 
 
 def check_eval_key(runs: Iterable[RunResult], config: Config) -> None:

@@ -1,119 +1,61 @@
-"""Walk the paths a user gives and find every Trainer run (output_dir) below them, once each."""
+"""Walk the paths a user gives, through storage, and ask each source which folders are runs."""
 
 from __future__ import annotations
 
 import errno
 import os
-import re
-from typing import Any, NamedTuple
 
+from . import storage
 from .errors import UsageError
+from .sources import SOURCES, Folder, Found
+from .sources.hf_trainer import LAST_CHECKPOINT, STATE_FILE, checkpoint_step
+from .storage import Entry, ReadError, RemoteStorage, Storage
 
-STATE_FILE = "trainer_state.json"
-#: The Trainer's TensorBoardCallback writes into <output_dir>/runs/<date>_<host>/.
-TENSORBOARD_FOLDER = "runs"
-# ASCII digits only: int() also reads Arabic-Indic or fullwidth digits, which no Trainer writes.
-_CHECKPOINT = re.compile(r"^checkpoint-([0-9]+)$")
-# The Trainer's hub_strategy="checkpoint" keeps a copy of the newest checkpoint under this name.
-LAST_CHECKPOINT = "last-checkpoint"
-# Recent Trainer versions stage a save in tmp-checkpoint-N and rename it when complete.
-_STAGING = re.compile(r"^(tmp-checkpoint-[0-9]+|checkpoint-[0-9]+\..+)$")
-_LOOKS_LIKE_CHECKPOINT = re.compile(r"^checkpoint-")
+__all__ = ["LAST_CHECKPOINT", "STATE_FILE", "checkpoint_step", "discover", "without_runs"]
 
-
-class CheckpointDir(NamedTuple):
-    """A checkpoint folder on disk. `step` is None for last-checkpoint until its file is read."""
-
-    name: str
-    path: str
-    step: int | None
+_NOT_A_RUN = (
+    "is not a folder or a trainer_state.json; give a training output folder, a checkpoint "
+    "folder, a trainer_state.json, an mlflow.db or a trainer_log.jsonl"
+)
 
 
-class RunLocation(NamedTuple):
-    """Where one run lives: its folder and its root trainer_state.json. Its checkpoint folders
-    are listed when it is read (`checkpoints_of`): a sweep of thousands of runs is not held in
-    memory folder by folder.
+def discover(paths: list[str] | tuple[str, ...]) -> list[Found]:
+    """Return every run found below `paths` (folders, files or URLs), each once, in path order.
 
-    `history_only` runs (a bare trainer_state.json, one checkpoint folder given alone, or an
-    output folder without checkpoint folders) have no checkpoint folders to choose from: every
-    evaluated step is a candidate. A folder the walk could not enter is a location `refused`
-    (why, and the fix): runs may hide below it, so it is reported, never skipped.
+    Raises UsageError for a path that does not exist, or that the system will not let us
+    look at.
     """
-
-    run_dir: str
-    state_file: str | None
-    history_only: bool = False
-    notes: tuple[str, ...] = ()
-    #: Why this path is no run that can be read (a stray file given by the user, a folder the
-    #: walk cannot enter): reported as an unreadable run, never skipped.
-    refused: str | None = None
-    #: The `auditor.sources.Found` of a run another framework wrote (Lightning, MLflow...).
-    found: Any = None
-    #: A Trainer run with a runs/ folder: its TensorBoard args may name the Trainer's metric.
-    tensorboard: bool = False
-    #: Subfolders named like checkpoints that are runs of their own (see `_holds_checkpoints`).
-    not_checkpoints: tuple[str, ...] = ()
-
-
-class _Listing(NamedTuple):
-    state_file: str | None
-    checkpoints: list[CheckpointDir]
-    notes: list[str]
-    subfolders: list[str]
-
-
-def checkpoint_step(name: str) -> int | None:
-    """Return N for a folder named checkpoint-N (leading zeros allowed), else None."""
-    match = _CHECKPOINT.match(name)
-    return int(match.group(1)) if match else None
-
-
-def discover(paths: list[str] | tuple[str, ...]) -> list[RunLocation]:
-    """Return every run found below `paths`, each once, in path order.
-
-    Raises UsageError for a path that does not exist or is neither a folder nor a JSON file.
-    """
-    runs: list[RunLocation] = []
+    runs: list[Found] = []
     seen_runs: set[str] = set()
-    seen_dirs: set[tuple[int, int]] = set()
+    seen_dirs: set[object] = set()
     for path in paths:
+        store = storage.for_path(path)
         try:
-            os.stat(path)
-        except OSError as exc:
+            entry: Entry | None = store.stat(path)
+        except ReadError as exc:
             # Missing, or a run inside a file (mlflow.db/<run id>): decided below. A path the
             # system will not let us look at is said so, not called missing.
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.ENAMETOOLONG):
+            if exc.code not in ("missing", "dangling", "not_dir", "loop"):
                 raise UsageError(f"{path}: {_cannot_enter(exc)}") from None
-        if os.path.isfile(path):
+            entry = None
+        if entry is None:
+            from .sources.mlflow import find_database_run
+
+            run = find_database_run(store, path)
+            if run is None:
+                raise UsageError(f"{path}: no such file or folder")
+            found = [run]
+        elif not entry.is_dir:
             # A stray file among many paths (`scan outputs/*` with a README.md) is a row that
             # says so, never the end of the scan.
-            framework = _framework_file(path)
-            if framework is not None:
-                found = [framework]
-            else:
-                refused = (
-                    None
-                    if path.endswith(".json")
-                    else "is not a folder or a trainer_state.json; give a training output "
-                    "folder, a checkpoint folder, a trainer_state.json, an mlflow.db or a "
-                    "trainer_log.jsonl"
-                )
-                found = [RunLocation(path, path, history_only=True, refused=refused)]
-        elif os.path.isdir(path):
-            name = os.path.basename(os.path.normpath(path))
-            is_checkpoint = checkpoint_step(name) is not None or name == LAST_CHECKPOINT
-            if is_checkpoint and not _holds_checkpoints(path):
-                state = os.path.join(path, STATE_FILE)
-                found = [RunLocation(path, state, history_only=True)]
-            else:
-                found = _walk(path, seen_dirs)
+            found = [_file_run(entry)]
         else:
-            framework = _framework_file(path)
-            if framework is None:
-                raise UsageError(f"{path}: no such file or folder")
-            found = [framework]
+            if isinstance(store, RemoteStorage):
+                # One listing of the whole tree instead of one request per folder.
+                store.list_tree(path)
+            found = _walk(store, path, seen_dirs)
         for run in found:
-            key = os.path.realpath(run.run_dir)
+            key = _identity(run.run_dir)
             if key not in seen_runs:
                 seen_runs.add(key)
                 runs.append(run)
@@ -121,173 +63,113 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[RunLocation]:
 
 
 def without_runs(paths: list[str] | tuple[str, ...], run_dirs: list[str]) -> list[str]:
-    """Return the folders among `paths` below which none of `run_dirs` lies."""
-    found = {os.path.abspath(d) for d in run_dirs} | {os.path.realpath(d) for d in run_dirs}
+    """Return the folders among `paths` (paths or URLs) below which none of `run_dirs` lies."""
+    found = {_identity(d) for d in run_dirs} | {
+        os.path.abspath(d) for d in run_dirs if not storage.is_url(d)
+    }
 
     def holds_a_run(folder: str) -> bool:
-        return any(run == folder or run.startswith(folder.rstrip(os.sep) + os.sep) for run in found)
+        inside = folder.rstrip("/" if storage.is_url(folder) else os.sep)
+        separator = "/" if storage.is_url(folder) else os.sep
+        return any(run == folder or run.startswith(inside + separator) for run in found)
 
-    return [
-        path
-        for path in paths
-        if os.path.isdir(path)
-        and not holds_a_run(os.path.abspath(path))
-        and not holds_a_run(os.path.realpath(path))
-    ]
+    empty = []
+    for path in paths:
+        if storage.is_url(path):
+            if not holds_a_run(_identity(path)) and _is_folder(path):
+                empty.append(path)
+        elif (
+            os.path.isdir(path)
+            and not holds_a_run(os.path.abspath(path))
+            and not holds_a_run(os.path.realpath(path))
+        ):
+            empty.append(path)
+    return empty
 
 
-def checkpoints_of(location: RunLocation) -> tuple[CheckpointDir, ...]:
-    """Return the checkpoint folders of `location` as they are now, in step order
-    (last-checkpoint/ last); none for a history-only run or a folder that cannot be listed."""
-    if location.history_only:
-        return ()
+def _is_folder(path: str) -> bool:
     try:
-        listing = _list(location.run_dir, location.not_checkpoints)
-    except OSError:
-        return ()
-    return tuple(listing.checkpoints)
+        return storage.for_path(path).stat(path).is_dir
+    except ReadError:
+        return False
 
 
-def _cannot_enter(exc: OSError) -> str:
+def _identity(path: str) -> str:
+    # A symlink may lead to a run already found: each is reported once.
+    return path.rstrip("/") if storage.is_url(path) else os.path.realpath(path)
+
+
+def _cannot_enter(exc: ReadError) -> str:
     """Return why a folder cannot be entered, and the fix."""
-    if exc.errno == errno.ENAMETOOLONG:
+    cause = exc.__cause__
+    number = cause.errno if isinstance(cause, OSError) else None
+    if number == errno.ENAMETOOLONG:
         fix = "the path is longer than the system allows: audit it from a folder nearer to it"
-    elif exc.errno in (errno.EACCES, errno.EPERM):
+    elif exc.code == "denied":
         fix = "give read and search permission on it"
-    else:
+    elif isinstance(cause, OSError):
         fix = "check the folder"
+    else:
+        fix = f"{exc.reason}; check the folder"
+    why = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc.code
     return (
-        f"cannot be listed ({exc.strerror}), so runs below it are not audited; {fix}, "
+        f"cannot be listed ({why}), so runs below it are not audited; {fix}, "
         "or pass --allow-unreadable to let check pass without them"
     )
 
 
-def _holds_checkpoints(folder: str) -> bool:
-    """Return True when `folder`, named like a checkpoint, holds checkpoint folders: it is the
-    output folder of a run (a Trainer's output_dir may be named checkpoint-N), not a save."""
-    try:
-        # A folder's link count is 2 plus its subfolders where the file system keeps it (1 where
-        # it does not): a checkpoint without subfolders, the usual one, costs no listing.
-        if os.stat(folder).st_nlink == 2:
-            return False
-        with os.scandir(folder) as entries:
-            return any(
-                (checkpoint_step(e.name) is not None or e.name == LAST_CHECKPOINT) and e.is_dir()
-                for e in entries
-            )
-    except OSError:
-        return False
+def _file_run(entry: Entry) -> Found:
+    for source in SOURCES.values():
+        found = source.find_file(entry)
+        if found is not None:
+            return found
+    return Found("", entry.path, history_only=True, refused=_NOT_A_RUN)
 
 
-def _list(folder: str, not_checkpoints: tuple[str, ...] | None = None) -> _Listing:
-    """Return what `folder` holds that matters here; raise OSError when it cannot be listed.
+def _walk(store: Storage, root: str, seen_dirs: set[object]) -> list[Found]:
+    """Return the runs below the folder `root`, each folder listed once."""
+    runs: list[Found] = []
+    listed: dict[str, tuple[Entry, ...] | ReadError] = {}
 
-    Subfolders named like checkpoints are looked into (a stat each) unless `not_checkpoints`
-    already names those that are runs, as the walk found them.
-    """
-    with os.scandir(folder) as entries:
-        listing = sorted(entries, key=lambda e: e.name)
-    checkpoints: list[CheckpointDir] = []
-    notes: list[str] = []
-    state_file = None
-    subfolders: list[str] = []
-    for entry in listing:
-        name = entry.name
-        if name == STATE_FILE:
-            state_file = entry.path
-            continue
-        try:
-            is_dir = entry.is_dir()
-        except OSError as exc:
-            # A link to itself or to nothing is no folder; anything else (no permission to
-            # look) might be one: the walk tries to enter it, and says so when it cannot.
-            is_dir = exc.errno not in (errno.ELOOP, errno.ENOENT)
-        if not is_dir:
-            continue
-        step = checkpoint_step(name)
-        if (step is not None or name == LAST_CHECKPOINT) and (
-            name in not_checkpoints
-            if not_checkpoints is not None
-            else _holds_checkpoints(entry.path)
-        ):
-            subfolders.append(entry.path)
-        elif step is not None:
-            checkpoints.append(CheckpointDir(name, entry.path, step))
-        elif name == LAST_CHECKPOINT:
-            checkpoints.append(CheckpointDir(name, entry.path, None))
-        elif _STAGING.match(name):
-            notes.append(f"{name}/ looks like a checkpoint still being written: skipped")
-        elif _LOOKS_LIKE_CHECKPOINT.match(name):
-            notes.append(
-                f"{name}/ is not a checkpoint-<step> folder (the step must be a whole "
-                "number): skipped"
-            )
-        elif not name.startswith("."):
-            subfolders.append(entry.path)
-    checkpoints.sort(key=lambda c: (c.step is None, c.step or 0, c.name))
-    return _Listing(state_file, checkpoints, notes, subfolders)
+    def listing(folder: str) -> tuple[Entry, ...] | ReadError:
+        if folder not in listed:
+            try:
+                listed[folder] = tuple(store.listdir(folder))
+            except ReadError as exc:
+                listed[folder] = exc
+        return listed[folder]
 
+    def look(folder: str) -> tuple[Entry, ...]:
+        entries = listing(folder)
+        return () if isinstance(entries, ReadError) else entries
 
-def _walk(root: str, seen_dirs: set[tuple[int, int]]) -> list[RunLocation]:
-    runs: list[RunLocation] = []
     stack = [root]
     while stack:
         folder = stack.pop()
         try:
-            info = os.stat(folder)
-            # A symlink may lead back up the tree or to a folder already walked: visit each once.
-            identity = (info.st_dev, info.st_ino)
-            if identity in seen_dirs:
-                continue
-            seen_dirs.add(identity)
-            listing = _list(folder)
-        except FileNotFoundError:
-            continue  # removed while the walk ran
-        except OSError as exc:
-            runs.append(RunLocation(folder, None, refused=_cannot_enter(exc)))
+            identity = store.identity(folder)
+        except ReadError as exc:
+            if exc.code != "missing":  # else removed while the walk ran
+                runs.append(Found("", folder, refused=_cannot_enter(exc)))
             continue
-        subfolders = listing.subfolders
-        if listing.checkpoints or listing.state_file is not None:
-            runs.append(
-                RunLocation(
-                    folder,
-                    listing.state_file,
-                    history_only=not listing.checkpoints,
-                    notes=tuple(listing.notes),
-                    tensorboard=os.path.join(folder, TENSORBOARD_FOLDER) in subfolders,
-                    not_checkpoints=tuple(
-                        os.path.basename(sub)
-                        for sub in listing.subfolders
-                        if _CHECKPOINT.match(os.path.basename(sub))
-                        or os.path.basename(sub) == LAST_CHECKPOINT
-                    ),
-                )
-            )
-        else:
-            framework = _framework_folder(folder)
-            if framework is not None:
-                runs.append(framework)
-                owned = {os.path.join(folder, name) for name in framework.found.owned}
-                subfolders = [s for s in subfolders if s not in owned]
-        stack.extend(reversed(subfolders))
+        if identity in seen_dirs:
+            continue
+        seen_dirs.add(identity)
+        entries = listing(folder)
+        listed.pop(folder, None)
+        if isinstance(entries, ReadError):
+            if entries.code != "missing":
+                runs.append(Found("", folder, refused=_cannot_enter(entries)))
+            continue
+        offered = Folder(folder, entries, given=folder == root, look=look)
+        run = next((f for s in SOURCES.values() if (f := s.find(offered)) is not None), None)
+        owned = set(run.owned) if run is not None else set()
+        if run is not None:
+            runs.append(run)
+        stack.extend(
+            e.path
+            for e in reversed(entries)
+            if e.is_dir and e.name not in owned and not e.name.startswith(".")
+        )
     runs.sort(key=lambda r: r.run_dir)
     return runs
-
-
-def _framework_folder(folder: str) -> RunLocation | None:
-    """Return the run of another framework that `folder` is (Lightning, MLflow...), if any."""
-    from .sources.wiring import find_run
-
-    found = find_run(folder)
-    if found is None:
-        return None
-    return RunLocation(found.run_dir, None, found.history_only, found.notes, found=found)
-
-
-def _framework_file(path: str) -> RunLocation | None:
-    from .sources.wiring import find_file
-
-    found = find_file(path)
-    if found is None:
-        return None
-    return RunLocation(found.run_dir, None, found.history_only, found.notes, found=found)

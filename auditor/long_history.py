@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from typing import Any
 
 from .fastjson import loads
@@ -21,19 +21,19 @@ _ENTRY_END = b"\n    },\n"
 _HISTORY_CLOSE = b"\n  ]"
 
 
-def parse_in_pieces(descriptor: int) -> dict[str, Any] | None:
-    """Return the top-level object of the state file open at `descriptor` (read from its
-    start), its log_history entries made only of training-log keys cut down to loss and step.
+def parse_in_pieces(blocks: Iterator[bytes]) -> dict[str, Any] | None:
+    """Return the top-level object of the state file whose bytes `blocks` yields from its
+    start, its log_history entries made only of training-log keys cut down to loss and step.
 
     Returns None when the file is not laid out as the Trainer writes it, or a piece is not
     JSON: the caller then parses the whole file, which also names what is wrong.
     """
-    buffer = os.read(descriptor, BLOCK_BYTES)
+    buffer = next(blocks, b"")
     if not buffer.startswith(_OPEN):
         return None
     at = buffer.find(_HISTORY_OPEN)
     while at < 0:
-        block = os.read(descriptor, BLOCK_BYTES)
+        block = next(blocks, b"")
         if not block:
             return None
         buffer += block
@@ -45,7 +45,7 @@ def parse_in_pieces(descriptor: int) -> dict[str, Any] | None:
         history: list[Any] = []
         buffer = buffer[at + len(_HISTORY_OPEN) :]
         while True:
-            block = os.read(descriptor, BLOCK_BYTES)
+            block = next(blocks, b"")
             if not block:
                 break
             end = buffer.rfind(_ENTRY_END)

@@ -16,9 +16,9 @@ from .config import Config
 from .evidence import eval_curves as eval_curves_of
 from .evidence import sentence, weigh
 from .pair import Digest, Evaluation, History, pair_digest
-from .read import RunRecord
 from .results import CheckpointResult, DeployJudgement, Pick, RunResult
 from .scoring import gap_ratio, is_finite, overfit_ratio, perplexity, score
+from .sources import RunRecord
 
 # A folder name has at most 255 bytes: a longer step names no folder (and int() refuses one of
 # thousands of digits). ASCII digits only, as the Trainer writes them.
@@ -40,7 +40,7 @@ def audit_run(record: RunRecord, config: Config, curves: bool = True) -> RunResu
     the evaluation curves a later `judge_deploy` needs."""
     digest = record.digest
     trainer_best, trainer_warning = _trainer_best(record)
-    trainer_metric = record.trainer_metric or _trainer_metric(record, digest, trainer_best)
+    trainer_metric = record.best.metric or _trainer_metric(record, digest, trainer_best)
     history = pair_digest(digest, config.eval_key, config.train_loss, curves, trainer_metric)
     warnings = list(record.warnings) + list(history.warnings)
     rows = _rows(record, history, config)
@@ -255,10 +255,10 @@ def _steps(steps: list[int], most: int = 6) -> str:
 
 def _trainer_best(record: RunRecord) -> tuple[Pick | None, str | None]:
     """Return what the Trainer recorded as best, resolving stale paths by their last part."""
-    state = record.state
+    recorded = record.best
     on_disk = {c.step: c.name for c in record.checkpoints}
-    if state.best_model_checkpoint:
-        match = _CHECKPOINT_TAIL.search(state.best_model_checkpoint.strip())
+    if recorded.checkpoint:
+        match = _CHECKPOINT_TAIL.search(recorded.checkpoint.strip())
         if match:
             name, step = match.group(1), int(match.group(2))
             if step in record.overwritten:
@@ -271,10 +271,10 @@ def _trainer_best(record: RunRecord) -> tuple[Pick | None, str | None]:
                 )
             return Pick(on_disk.get(step, name), step), None
         return None, (
-            f"best_model_checkpoint {reprlib.repr(state.best_model_checkpoint)} does not end in "
+            f"best_model_checkpoint {reprlib.repr(recorded.checkpoint)} does not end in "
             "a checkpoint-<step> folder name: the Trainer's best is not known"
         )
-    step_value = state.best_global_step
+    step_value = recorded.step
     if step_value is None:
         return None, None
     if step_value in on_disk:
@@ -294,11 +294,10 @@ def _trainer_best(record: RunRecord) -> tuple[Pick | None, str | None]:
 
 def _trainer_metric(record: RunRecord, digest: Digest, best: Pick | None) -> str | None:
     """Return the eval key whose value at the Trainer's best step equals its best_metric."""
-    state = record.state
-    step = best.step if best is not None else state.best_global_step
-    if step is None or state.best_metric is None:
+    step = best.step if best is not None else record.best.step
+    if step is None or record.best.value is None:
         return None
-    target = state.best_metric
+    target = record.best.value
     for at, entry in digest.eval_entries:
         if at != step:
             continue

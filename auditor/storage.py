@@ -12,7 +12,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -51,7 +51,9 @@ class ReadError(StateFileError):
     "not_dir", "loop", "io"."""
 
     def __init__(self, path: str, code: str, reason: str) -> None:
-        super().__init__(path, reason)
+        # The system would not read a file that is there: unlike a missing one, no save in
+        # progress.
+        super().__init__(path, reason, unreadable=code in ("denied", "io"))
         self.code = code
 
 
@@ -109,6 +111,11 @@ class Storage:
         """Return the Entry of `path`; raise ReadError ("missing", "denied", "io")."""
         raise NotImplementedError
 
+    def identity(self, path: str) -> object:
+        """Return what tells the folder at `path` apart from every other, however it is
+        reached (a symlink may lead back up a tree); raise ReadError."""
+        return path.rstrip("/")
+
     def size_of(self, path: str) -> int | None:
         """Return the size of the file at `path` when ranges need it (a remote store's, known
         from its listing), None when they do not (a local file's); raise ReadError."""
@@ -124,6 +131,12 @@ class Storage:
     def read_ranges(self, ranges: Sequence[Range]) -> list[bytes | ReadError]:
         """Return the bytes of each range, in order, or the ReadError that range met (one bad
         file never stops the others). Remote stores send the requests concurrently."""
+        raise NotImplementedError
+
+    def stream(self, path: str, first: int, block: int) -> Generator[bytes, None, None]:
+        """Yield the regular file at `path` from its start: at most `first` bytes, then blocks
+        of at most `block` bytes, until it ends (a file too large to hold twice is parsed as it
+        comes). Raises ReadError, as `read` does, when it cannot be opened or read."""
         raise NotImplementedError
 
     def _count(self, requests: int, received: int) -> None:
@@ -144,10 +157,20 @@ class LocalStorage(Storage):
         for item in listed:
             try:
                 is_dir = item.is_dir()
-            except OSError:
-                is_dir = False  # a symlink loop: listed, so that reading it says so
+            except OSError as exc:
+                # A link to itself or to nothing is no folder (listed, so that reading it says
+                # so); anything else (no permission to look) might be one: the walk tries to
+                # enter it, and says so when it cannot.
+                is_dir = exc.errno not in (errno.ELOOP, errno.ENOENT)
             entries.append(Entry(item.name, item.path, is_dir))
         return entries
+
+    def identity(self, path: str) -> object:
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            raise _os_error(path, exc) from exc
+        return info.st_dev, info.st_ino
 
     def stat(self, path: str) -> Entry:
         try:
@@ -169,27 +192,51 @@ class LocalStorage(Storage):
             at = following
         return replies
 
-    def _read_file(self, path: str, ranges: Sequence[Range]) -> list[bytes | ReadError]:
+    def stream(self, path: str, first: int, block: int) -> Generator[bytes, None, None]:
+        descriptor, _ = self._open(path)
+        try:
+            wanted = first
+            while True:
+                try:
+                    data = os.read(descriptor, wanted)
+                except OSError as exc:
+                    raise _unreadable(path, exc) from exc
+                if not data:
+                    return
+                yield data
+                wanted = block
+        finally:
+            os.close(descriptor)
+
+    def _open(self, path: str) -> tuple[int, os.stat_result]:
+        """Return a descriptor of the regular file at `path` and its stat; raise ReadError."""
         # Non-blocking: a FIFO under this name would otherwise hang the scan before it is refused.
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
         try:
             descriptor = os.open(path, flags)
         except OSError as exc:
-            return [_os_error(path, exc)] * len(ranges)
+            raise _os_error(path, exc) from exc
+        info = os.fstat(descriptor)
+        if stat.S_ISREG(info.st_mode):
+            return descriptor, info
+        os.close(descriptor)
+        if stat.S_ISDIR(info.st_mode):
+            raise _folder_error(path)
+        # A device (/dev/zero) would be read forever, a pipe would wait for a writer.
+        raise ReadError(
+            path,
+            "not_file",
+            "is not a regular file (a pipe, socket or device); put the real file there",
+        )
+
+    def _read_file(self, path: str, ranges: Sequence[Range]) -> list[bytes | ReadError]:
         try:
-            kind = os.fstat(descriptor).st_mode
-            if stat.S_ISDIR(kind):
-                return [_folder_error(path)] * len(ranges)
-            if not stat.S_ISREG(kind):
-                # A device (/dev/zero) would be read forever, a pipe would wait for a writer.
-                refused = ReadError(
-                    path,
-                    "not_file",
-                    "is not a regular file (a pipe, socket or device); put the real file there",
-                )
-                return [refused] * len(ranges)
+            descriptor, info = self._open(path)
+        except ReadError as exc:
+            return [exc] * len(ranges)
+        try:
             replies: list[bytes | ReadError] = []
-            size = os.fstat(descriptor).st_size if any(r.start < 0 for r in ranges) else 0
+            size = info.st_size
             for wanted in ranges:
                 if wanted.start < 0:
                     start = max(0, size + wanted.start)
@@ -203,8 +250,7 @@ class LocalStorage(Storage):
                     replies.append(os.pread(descriptor, length, wanted.start))
             return replies
         except OSError as exc:
-            failed = ReadError(path, "io", f"cannot be read ({exc.strerror}); {_LFS_LIMIT_NOTE}")
-            return [failed] * len(ranges)
+            return [_unreadable(path, exc)] * len(ranges)
         finally:
             os.close(descriptor)
 
@@ -317,6 +363,25 @@ class RemoteStorage(Storage):
         self._count(len(ranges), sum(len(r) for r in replies if isinstance(r, bytes)))
         return [_checked(wanted, reply) for wanted, reply in zip(ranges, replies, strict=True)]
 
+    def stream(self, path: str, first: int, block: int) -> Generator[bytes, None, None]:
+        key = self._key(path)
+        try:
+            handle = self.fs.open(key, "rb", block_size=block, cache_type="none")
+        except Exception as exc:  # the store's client raises its own errors (no credentials)
+            raise _remote_error(path, exc) from exc
+        with handle:
+            wanted = first
+            while True:
+                try:
+                    data = handle.read(wanted)
+                except Exception as exc:
+                    raise _remote_error(path, exc) from exc
+                self._count(1, len(data))
+                if not data:
+                    return
+                yield data
+                wanted = block
+
 
 def _threaded(
     fs: Any, keys: list[str], starts: list[int | None], ends: list[int | None]
@@ -399,6 +464,10 @@ def _mtime(info: dict[str, Any]) -> float | None:
             except ValueError:
                 continue
     return None
+
+
+def _unreadable(path: str, exc: OSError) -> ReadError:
+    return ReadError(path, "io", f"cannot be read ({exc.strerror}); {_LFS_LIMIT_NOTE}")
 
 
 def _folder_error(path: str) -> ReadError:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from auditor.config import Config
 from auditor.picks import audit_run, smoothed_minimum
-from auditor.read import DiskCheckpoint, RunRecord, TrainerState
+from auditor.sources import Checkpoint, RunRecord
 
 STEPS_PER_EVAL = 100
 #: Relative noise of a logged train loss (a mean over the last logging window).
@@ -147,21 +147,11 @@ def trainer_record(run: Run) -> RunRecord:
         history.append({"loss": trained, "learning_rate": 1e-5, "epoch": float(i), "step": step})
         history.append({"eval_loss": evaluated, "epoch": float(i), "step": step})
     folders = tuple(
-        DiskCheckpoint(f"checkpoint-{i * STEPS_PER_EVAL}", i * STEPS_PER_EVAL, True)
+        Checkpoint(f"checkpoint-{i * STEPS_PER_EVAL}", i * STEPS_PER_EVAL, True)
         for i, kept in enumerate(run.saved, start=1)
         if kept
     )
-    state = TrainerState(
-        path="trainer_state.json",
-        global_step=len(run.eval_loss) * STEPS_PER_EVAL,
-        log_history=history,
-        best_model_checkpoint=None,
-        best_global_step=None,
-        best_metric=None,
-    )
-    return RunRecord(
-        run_dir="simulated", state=state, checkpoints=folders, history_only=False, warnings=()
-    )
+    return RunRecord(run_dir="simulated", source="hf_trainer", history=history, checkpoints=folders)
 
 
 #: The config under which the auditor's flag is the v1, gap-only rule (SPEC section 4).

@@ -115,7 +115,7 @@ def _write_trainer_folder(root: Path, run, selection) -> None:
     sort_keys=True) in each checkpoint folder holding the history up to its step, and one at
     the root holding all of it."""
     record = selection.trainer_record(run)
-    history = record.state.log_history
+    history = record.history
 
     def write(folder: Path, step: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ def _write_trainer_folder(root: Path, run, selection) -> None:
 
     for checkpoint in record.checkpoints:
         write(root / checkpoint.name, checkpoint.step)
-    write(root, record.state.global_step)
+    write(root, max(entry["step"] for entry in history))
 
 
 def test_the_benchmark_picks_as_the_auditor_does_on_the_same_runs_on_disk(selection, tmp_path):

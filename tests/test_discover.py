@@ -8,8 +8,9 @@ import re
 import pytest
 import yaml
 
-from auditor.discover import LAST_CHECKPOINT, checkpoint_step, checkpoints_of, discover
+from auditor.discover import LAST_CHECKPOINT, checkpoint_step, discover
 from auditor.errors import UsageError
+from auditor.sources.hf_trainer import checkpoints_of, state_file_of
 from conftest import EXAMPLES, FIXTURES
 
 
@@ -29,7 +30,8 @@ def test_never_descends_into_checkpoint_folders():
     runs = discover([str(EXAMPLES / "lm_overfit_rotated")])
     assert len(runs) == 1
     assert [c.name for c in checkpoints_of(runs[0])] == ["checkpoint-60", "checkpoint-400"]
-    assert runs[0].state_file and runs[0].state_file.endswith("trainer_state.json")
+    state_file = state_file_of(runs[0])
+    assert state_file and state_file.endswith("trainer_state.json")
 
 
 def test_checkpoint_names():

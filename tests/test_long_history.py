@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,17 @@ from auditor import long_history
 from auditor.api import audit
 from auditor.fastjson import loads
 from auditor.pair import digest_history
+from auditor.storage import for_path
 from conftest import FIXTURES
 
 STATE = "trainer_state.json"
+BLOCK = 300
 ALL_STATE_FILES = sorted(FIXTURES.rglob(STATE))
 
 
 def _in_pieces(path: Path) -> dict | None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        return long_history.parse_in_pieces(descriptor)
-    finally:
-        os.close(descriptor)
+    blocks = for_path(str(path)).stream(str(path), BLOCK, BLOCK)
+    return long_history.parse_in_pieces(blocks)
 
 
 @pytest.fixture
@@ -31,7 +29,7 @@ def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Parse every file in pieces, a few hundred bytes at a time, so the bundled runs' files
     are cut into many pieces, entries straddling the blocks."""
     monkeypatch.setattr(long_history, "PIECEWISE_FROM", 0)
-    monkeypatch.setattr(long_history, "BLOCK_BYTES", 300)
+    monkeypatch.setattr(long_history, "BLOCK_BYTES", BLOCK)
 
 
 def test_every_bundled_run_audits_the_same_in_pieces(

@@ -42,7 +42,7 @@ def test_help_imports_neither_the_audit_nor_any_report_format():
     assert done.stderr.startswith("\nMODULES ")
     heavy = {m for m in modules if m.split(".")[0] in NEVER_AT_START or m in NEVER_AT_START}
     assert heavy == set()
-    assert {"auditor.api", "auditor.read", "auditor.pair", "orjson"}.isdisjoint(modules)
+    assert {"auditor.api", "auditor.sources", "auditor.pair", "orjson"}.isdisjoint(modules)
     assert {m for m in modules if m.startswith("auditor.render.")} == set()
 
 

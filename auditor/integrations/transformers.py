@@ -18,13 +18,13 @@ except ImportError as exc:  # transformers is an optional extra; the core never 
     ) from exc
 
 from ..config import Config, config_from_mapping
-from ..discover import STATE_FILE, checkpoint_step
 from ..errors import ConfigError, ReportWriteError
 from ..picks import audit_run
-from ..read import DiskCheckpoint, RunRecord
-from ..read import TrainerState as StateRecord
 from ..report_file import write_atomic
 from ..results import CheckpointResult, Pick, RunResult
+from ..sources import Best, RunRecord
+from ..sources import Checkpoint as DiskCheckpoint
+from ..sources.hf_trainer import STATE_FILE, checkpoint_step
 
 logger = logging.getLogger(__name__)
 
@@ -162,17 +162,16 @@ class ScoreBestCallback(TrainerCallback):
             folders[about_to_save] = DiskCheckpoint(name, about_to_save, True)
         record = RunRecord(
             run_dir=output_dir,
-            state=StateRecord(
-                path=os.path.join(output_dir, STATE_FILE),
-                global_step=state.global_step,
-                log_history=list(state.log_history),
-                best_model_checkpoint=state.best_model_checkpoint,
-                best_global_step=getattr(state, "best_global_step", None),
-                best_metric=state.best_metric,
-            ),
+            source="hf_trainer",
+            history=list(state.log_history),
             checkpoints=tuple(folders[s] for s in sorted(folders)),
-            history_only=False,
-            warnings=(),
+            best=Best(
+                state.best_model_checkpoint,
+                getattr(state, "best_global_step", None),
+                None,
+                state.best_metric,
+            ),
+            history_path=os.path.join(output_dir, STATE_FILE),
         )
         return audit_run(record, self.config)
 

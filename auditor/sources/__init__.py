@@ -12,12 +12,12 @@ How a source is used:
    the folder; the subfolders named in `Found.owned` (checkpoint folders, log folders) are not
    walked further, the others are (a sweep holds runs below runs). A file given by itself on
    the command line is offered to `find_file(entry)`.
-2. `read(found, storage)` reads the run's files, only through `storage` (never `open`/`os`: the
-   run may be in S3, GCS or on the Hub), and returns one `RunRecord` per training the folder
-   holds (usually one). It raises `auditor.errors.StateFileError` (or the storage's
-   `ReadError`) when nothing usable can be read: the message names the file and the fix, and
-   the run becomes an error row while the other runs go on. Problems that leave the run usable
-   are `RunRecord.warnings`. A source never unpickles and never writes.
+2. `read(found, storage, config)` reads the run's files, only through `storage` (never
+   `open`/`os`: the run may be in S3, GCS or on the Hub), and returns one `RunRecord` per
+   training the folder holds (usually one). It raises `auditor.errors.StateFileError` (or the
+   storage's `ReadError`) when nothing usable can be read: the message names the file and the
+   fix, and the run becomes an error row while the other runs go on. Problems that leave the
+   run usable are `RunRecord.warnings`. A source never unpickles and never writes.
    `read` runs in a worker process, thread or Dask worker: `Found` must pickle, and `read`
    must not rely on state set up by `find`.
 3. Cost: read each run's newest file whole and older files by ranges when that is enough;
@@ -40,10 +40,13 @@ settings that change how a pick is read, when known.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    from ..config import Config
+    from ..pair import Digest
     from ..storage import Entry, Storage
 
 
@@ -54,6 +57,9 @@ class Folder(NamedTuple):
     path: str
     entries: tuple[Entry, ...]
     given: bool = False
+    #: Lists a subfolder (its entries; none when it cannot be listed), for a source that must
+    #: look one level down to decide; the walk reuses that listing when it gets there.
+    look: Callable[[str], tuple[Entry, ...]] | None = None
 
     def entry(self, name: str) -> Entry | None:
         """Return the entry called `name`, or None."""
@@ -77,6 +83,9 @@ class Found:
     history_only: bool = False
     notes: tuple[str, ...] = ()
     detail: tuple[Any, ...] = ()
+    #: Why a path is no run that can be read (a stray file given by the user, a folder the walk
+    #: cannot enter): reading it raises this, an error row; it is never skipped.
+    refused: str | None = None
 
 
 class Checkpoint(NamedTuple):
@@ -132,6 +141,19 @@ class RunRecord:
     trainings: int = 1
     #: Steps whose checkpoint now holds another training's files.
     overwritten: frozenset[int] = field(default_factory=frozenset)
+    #: The file the history was read from, when it is one file.
+    history_path: str | None = None
+    #: `auditor.pair.digest_history(history)`, when the source computed it already.
+    history_digest: Digest | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def digest(self) -> Digest:
+        """Return the Digest of the history (computed here when the source did not)."""
+        if self.history_digest is not None:
+            return self.history_digest
+        from ..pair import digest_history
+
+        return digest_history(self.history)
 
 
 class Source(Protocol):
@@ -147,9 +169,9 @@ class Source(Protocol):
     def find_file(self, entry: Entry) -> Found | None:
         """Return the run a file named alone on the command line is, or None."""
 
-    def read(self, found: Found, storage: Storage) -> list[RunRecord]:
+    def read(self, found: Found, storage: Storage, config: Config) -> list[RunRecord]:
         """Return the trainings of `found`, oldest first; raise StateFileError when none can
-        be read."""
+        be read. `config` names the logged keys (train_key) and folders (checkpoint_dir)."""
 
 
 #: Sources in the order they are asked; the first that finds a run in a folder owns it.
@@ -165,3 +187,19 @@ def register(source: Source) -> Source:
 def source_named(name: str) -> Source:
     """Return the registered source called `name`."""
     return SOURCES[name]
+
+
+def read_found(found: Found, config: Config) -> list[RunRecord]:
+    """Return the trainings of `found`, read by the source that found it through the storage
+    of its location; raise StateFileError (naming the file and the fix) when none can be read."""
+    from ..errors import StateFileError
+    from ..storage import for_path
+
+    if found.refused is not None:
+        raise StateFileError(found.run_dir, found.refused)
+    return SOURCES[found.source].read(found, for_path(found.run_dir), config)
+
+
+# Each source registers itself when imported: the order here is the order a folder is offered
+# to them (the Trainer's own checkpoint folders and trainer_state.json first).
+from . import hf_trainer, tensorboard, llamafactory, lightning, mlflow  # noqa: E402, F401, I001

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ..errors import StateFileError
 from ..storage import Entry, Storage, join
@@ -12,6 +13,9 @@ from . import Checkpoint, Folder, Found, RunRecord, register
 from .logged import KeyMap, number, to_history
 from .tensorboard import EVENT_FILE_PREFIX, read_event_files
 from .tfrecord import EventFile
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 NAME = "lightning"
 METRICS_FILE = "metrics.csv"
@@ -214,14 +218,10 @@ class LightningSource:
     def find_file(self, entry: Entry) -> Found | None:
         return None
 
-    def read(
-        self,
-        found: Found,
-        storage: Storage,
-        keys: KeyMap | None = None,
-        checkpoint_dir: str | None = None,
-    ) -> list[RunRecord]:
-        return [read_run(storage, found.run_dir, keys or KeyMap(), checkpoint_dir)]
+    def read(self, found: Found, storage: Storage, config: Config | None = None) -> list[RunRecord]:
+        keys = KeyMap(config.train_key if config is not None else None)
+        checkpoint_dir = config.checkpoint_dir if config is not None else None
+        return [read_run(storage, found.run_dir, keys, checkpoint_dir)]
 
 
 SOURCE = LightningSource()

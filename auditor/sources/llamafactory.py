@@ -122,7 +122,7 @@ class LlamaFactorySource:
             return None
         return Found(NAME, parent(entry.path) or ".", history_only=True)
 
-    def read(self, found: Found, storage: Storage) -> list[RunRecord]:
+    def read(self, found: Found, storage: Storage, config: Any = None) -> list[RunRecord]:
         return [read_run(storage, found.run_dir)]
 
 

@@ -281,11 +281,12 @@ class MlflowSource:
             return None
         return Found(NAME, entry.path, history_only=True, detail=("sqlite", entry.path))
 
-    def read(self, found: Found, storage: Storage, keys: Any = None) -> list[RunRecord]:
+    def read(self, found: Found, storage: Storage, config: Any = None) -> list[RunRecord]:
+        keys = KeyMap(config.train_key if config is not None else None)
         kind, path, *only = found.detail
         if kind == "sqlite":
-            return read_database(storage, path, keys or KeyMap(), *only)
-        return [read_file_store_run(storage, path, keys or KeyMap())]
+            return read_database(storage, path, keys, *only)
+        return [read_file_store_run(storage, path, keys)]
 
 
 SOURCE = MlflowSource()

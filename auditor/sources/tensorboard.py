@@ -6,11 +6,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from ..discover import LAST_CHECKPOINT, STATE_FILE, checkpoint_step
-from ..discover import TENSORBOARD_FOLDER as RUNS_FOLDER
 from ..errors import StateFileError
 from ..storage import Range, Storage, join
 from . import Best, Folder, Found, RunRecord, Settings, register
+from .hf_trainer import RUNS_FOLDER, STATE_FILE, is_checkpoint_name
 from .tfrecord import EventFile, parse_event_file
 
 NAME = "tensorboard"
@@ -192,9 +191,7 @@ def read_trainer_run(
 def trainer_owns(names: set[str]) -> bool:
     """Return True when a folder holding `names` is read as a Trainer run (a trainer_state.json
     or checkpoint folders): its other histories are read only when no state is readable."""
-    return STATE_FILE in names or any(
-        n == LAST_CHECKPOINT or checkpoint_step(n) is not None for n in names
-    )
+    return STATE_FILE in names or any(is_checkpoint_name(n) for n in names)
 
 
 class TensorBoardSource:
@@ -214,7 +211,7 @@ class TensorBoardSource:
     def find_file(self, entry: Any) -> Found | None:
         return None
 
-    def read(self, found: Found, storage: Storage) -> list[RunRecord]:
+    def read(self, found: Found, storage: Storage, config: Any = None) -> list[RunRecord]:
         return [read_trainer_run(storage, found.run_dir)]
 
 

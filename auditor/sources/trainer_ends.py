@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from typing import Any, NamedTuple
 
-from .fastjson import loads
+from ..fastjson import loads
 
 # The Trainer writes json.dumps(indent=2, sort_keys=True): the short top-level keys that sort
 # before log_history (global_step among them) open the file, the few that sort after it close
@@ -18,7 +16,6 @@ _HISTORY_OPEN = b'\n  "log_history": ['
 _GLOBAL_STEP = b'\n  "global_step": '
 _HISTORY_CLOSE = b"\n  ],\n"
 _ENTRY_OPEN = b"\n    {\n"
-_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
 # The TrainerState fields that sort after log_history, in every transformers release so far.
 # An unknown one could be a list whose end looks like log_history's, so it means a full parse.
 _FIELDS_AFTER_HISTORY = frozenset(
@@ -47,45 +44,45 @@ class Ends(NamedTuple):
     newest_text: bytes
     #: The top-level fields written after log_history (max_steps, train_batch_size, ...).
     closing: dict[str, Any]
-    #: The whole file, when it was small enough to be read at once: it is parsed from these
-    #: bytes when needed, never read again.
-    whole: bytes | None = None
 
 
-def read_ends(path: str, entries: int = 6) -> Ends | None:
-    """Return the Ends of the file at `path`, with up to `entries` newest log entries.
+def end_ranges(size: int | None) -> tuple[tuple[int, int | None], ...]:
+    """Return the byte ranges ([start, end)) to read of a file of `size` bytes: its head and
+    its tail, or the whole file when that is hardly more. Of a file whose size is not known (a
+    local one: asking costs a call), the head and the last HEAD_BYTES + TAIL_BYTES bytes (a
+    negative start): a shorter reply is the whole file."""
+    if size is None:
+        return ((0, HEAD_BYTES), (-(HEAD_BYTES + TAIL_BYTES), None))
+    if size <= HEAD_BYTES + TAIL_BYTES:
+        return ((0, size),)
+    return ((0, HEAD_BYTES), (size - TAIL_BYTES, size))
 
-    Returns None when the file is not a regular file, is empty, cannot be read, or its ends are
-    not laid out as the Trainer writes them: the caller then parses the whole file, which also
-    gives the reason when it is broken.
+
+def ends_from(parts: list[bytes], size: int | None) -> tuple[bytes | None, Ends | None]:
+    """Return the whole file when the replies to `end_ranges(size)` hold all of it, and its
+    Ends (None when they cannot tell: parse the file whole)."""
+    whole = parts[0] if len(parts) == 1 else None
+    if size is None and len(parts[-1]) < HEAD_BYTES + TAIL_BYTES:
+        whole = parts[-1]
+    if whole is not None:
+        return whole, ends_of(whole, whole)
+    # The same tail whether the size was known or not: the same decisions everywhere.
+    return None, ends_of(parts[0], parts[-1][-TAIL_BYTES:])
+
+
+def ends_of(head: bytes, tail: bytes, entries: int = 6) -> Ends | None:
+    """Return the Ends of a file from its `head` and `tail` bytes (the replies to `end_ranges`,
+    or a whole file as both), with up to `entries` newest log entries.
+
+    Returns None when the file is empty or its ends are not laid out as the Trainer writes
+    them: the caller then parses the whole file, which also gives the reason when it is broken.
     """
-    try:
-        # Non-blocking and regular files only: a pipe under this name must not hang the scan.
-        descriptor = os.open(path, _FLAGS)
-    except OSError:
+    if not head:
         return None
     try:
-        size = os.fstat(descriptor)
-        if not stat.S_ISREG(size.st_mode) or size.st_size == 0:
-            return None
-        if size.st_size <= HEAD_BYTES + TAIL_BYTES:
-            # Small enough to read at once: the whole file is both ends.
-            tail = os.pread(descriptor, HEAD_BYTES + TAIL_BYTES, 0)
-            head = tail[:HEAD_BYTES]
-            whole = tail if len(tail) == size.st_size else None
-        else:
-            head = os.pread(descriptor, HEAD_BYTES, 0)
-            tail = os.pread(descriptor, TAIL_BYTES, size.st_size - TAIL_BYTES)
-            whole = None
-    except OSError:
-        return None
-    finally:
-        os.close(descriptor)
-    try:
-        found = _ends(head, tail, entries)
+        return _ends(head[:HEAD_BYTES], tail, entries)
     except ValueError:  # a fragment that is not JSON after all (json.JSONDecodeError included)
         return None
-    return found._replace(whole=whole) if found is not None and whole is not None else found
 
 
 def parse_entries(ends: Ends) -> list[Any] | None:

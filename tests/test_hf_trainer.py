@@ -1,4 +1,5 @@
-"""read: the fast path (older checkpoints read at their ends) agrees with parsing every file."""
+"""sources.hf_trainer: the fast path (older checkpoints read at their ends) agrees with parsing
+every file."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from auditor import read, skim
+from auditor import storage
 from auditor.discover import discover
-from auditor.read import load_state, read_run
-from auditor.skim import parse_entries, read_ends
+from auditor.sources import hf_trainer as read
+from auditor.sources import trainer_ends as skim
+from auditor.sources.hf_trainer import load_state, parse_state, read_run
+from auditor.sources.trainer_ends import end_ranges, ends_of, parse_entries
 from conftest import FIXTURES, FRAMEWORKS
 
 STATE = "trainer_state.json"
@@ -32,13 +35,20 @@ def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every file big enough for the fast path that was parsed whole all the same."""
     paths: list[str] = []
 
-    def recording_load_state(path: str) -> read.TrainerState:
+    def recording_parse_state(data: bytes, path: str) -> read.TrainerState:
         if _big_enough(Path(path)):
             paths.append(path)
-        return load_state(path)
+        return parse_state(data, path)
 
-    monkeypatch.setattr(read, "load_state", recording_load_state)
+    monkeypatch.setattr(read, "parse_state", recording_parse_state)
     return paths
+
+
+def read_ends(path: str) -> skim.Ends | None:
+    """The Ends of the file at `path` as the reader takes them: from its two end ranges."""
+    data = Path(path).read_bytes()
+    parts = [data[start:end] for start, end in end_ranges(len(data))]
+    return ends_of(parts[0], parts[-1]) if data else None
 
 
 def skim_state(path: str) -> SimpleNamespace | None:
@@ -57,8 +67,8 @@ def records(path: Path) -> list[read.RunRecord]:
     return [
         record
         for location in discover([str(path)])
-        if location.found is None and FRAMEWORKS not in Path(location.run_dir).parents
-        for record in read_run(location)
+        if location.source == read.NAME and FRAMEWORKS not in Path(location.run_dir).parents
+        for record in read_run(location, storage.for_path(location.run_dir))
     ]
 
 
@@ -83,20 +93,20 @@ def test_the_ends_of_every_real_file_agree_with_its_full_parse(small_windows, pa
 
 def test_the_fast_path_gives_the_same_records_as_parsing_every_file(small_windows, monkeypatch):
     fast = records(FIXTURES)
-    monkeypatch.setattr(read, "read_ends", lambda path, entries=6: None)
+    monkeypatch.setattr(read, "ends_of", lambda head, tail, entries=6: None)
     slow = records(FIXTURES)
     assert len(fast) == len(slow) >= 17
     for quick, full in zip(fast, slow, strict=True):
         assert quick.run_dir == full.run_dir
-        assert quick.state.path == full.state.path
+        assert quick.history_path == full.history_path
         assert quick.checkpoints == full.checkpoints
         assert quick.warnings == full.warnings
 
 
 def test_older_checkpoints_are_not_parsed_whole(small_windows, parsed):
     (record,) = records(FIXTURES / "examples" / "lm_overfit_full")
-    assert parsed == [record.state.path]
-    assert record.state.path.endswith(f"lm_overfit_full/{STATE}")
+    assert parsed == [record.history_path]
+    assert record.history_path.endswith(f"lm_overfit_full/{STATE}")
     assert len(record.checkpoints) == 20 and all(c.usable for c in record.checkpoints)
 
 
@@ -126,7 +136,7 @@ def test_a_changed_newest_loss_is_detected_from_the_tail(small_windows, parsed, 
 
     first, second = records(run)
 
-    assert second.state.path == str(path), "the changed file is a training of its own"
+    assert second.history_path == str(path), "the changed file is a training of its own"
     assert [c.name for c in second.checkpoints] == ["checkpoint-200"]
     assert "checkpoint-200" not in [c.name for c in first.checkpoints]
     assert 200 in first.overwritten
@@ -181,7 +191,7 @@ def test_nan_literals_in_the_tails_are_read(small_windows, parsed):
 
     (record,) = records(run)
 
-    assert parsed == [record.state.path]
+    assert parsed == [record.history_path]
     assert record.checkpoints and all(c.usable for c in record.checkpoints)
 
 
@@ -218,8 +228,8 @@ def test_the_newest_state_is_chosen_by_the_global_step_in_the_heads(
 
     (record,) = records(run)
 
-    assert record.state.path == str(run / "checkpoint-400" / STATE)
-    assert parsed == [record.state.path]
+    assert record.history_path == str(run / "checkpoint-400" / STATE)
+    assert parsed == [record.history_path]
     assert all(c.usable for c in record.checkpoints)
 
 
@@ -231,5 +241,5 @@ def test_a_root_file_whose_middle_is_broken_falls_back_on_the_checkpoints(small_
 
     (record,) = records(run)
 
-    assert record.state.path == str(run / "checkpoint-400" / STATE)
+    assert record.history_path == str(run / "checkpoint-400" / STATE)
     assert any(w.startswith(str(run / STATE)) for w in record.warnings)
