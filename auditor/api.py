@@ -1,4 +1,4 @@
-"""The library's entry point: audit paths on disk and return the result objects."""
+"""The library's entry point: audit paths (local, or URLs of object stores) and return results."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ from .errors import StateFileError, UsageError
 from .picks import audit_run, error_result
 from .results import AuditResult, RunResult
 from .sources import Found, read_found
+from .storage import is_url
 from .workers import (
+    REMOTE_THREADS,
     cpu_workers,
     map_in_order,
     process_executor,
     share_out,
     shut_down,
+    thread_executor,
     worker_count,
 )
 
@@ -40,7 +43,9 @@ def audit(
     jobs: int | None = None,
     executor: Executor | None = None,
 ) -> AuditResult:
-    """Return the audit of every run found below `paths` (folders or trainer_state.json files).
+    """Return the audit of every run found below `paths`: folders, trainer_state.json files, or
+    URLs of object stores and the Hub (`s3://...`, `gs://...`, `hf://user/model`, any fsspec URL;
+    they need `pip install 'checkpoint-auditor[remote]'`).
 
     Each path is a str or an os.PathLike (pathlib.Path), or a list or tuple of them; anything
     else (bytes, a generator, a number) raises UsageError naming what is accepted, as does a
@@ -50,8 +55,9 @@ def audit(
     With `curves` False, runs carry no train loss curve (`RunResult.train_losses` is empty),
     which keeps the memory of a large sweep's audit small. `jobs` worker processes share the
     runs (default: $CKPT_AUDIT_JOBS, else one per CPU once the runs audited here show that the
-    runs left are worth sharing out); they are forked, so where os.fork is missing (Windows)
-    or other threads run, this process audits all.
+    runs left are worth sharing out); runs in remote stores are read by up to 16 threads
+    instead. `executor` (any concurrent.futures.Executor, a Dask cluster's) runs the per-run
+    audits in its place.
     """
     cfg = config or Config()
     locations = discover(_path_list(paths))
@@ -99,7 +105,11 @@ def audit_locations(
         ahead, chunk = AHEAD_CHUNKS, CHUNK_RUNS
         own = executor is None
         if executor is None:
+            remote = any(is_url(location.run_dir) for location in locations)
             workers = worker_count(len(locations), jobs)
+            if workers is None and remote:
+                # Remote reads wait on the network: threads, one run each, overlap the waits.
+                workers = min(REMOTE_THREADS, len(locations))
             if workers is None:
                 # Nobody said how many: this process audits alone until the time that took
                 # says the runs left are worth sharing out (a few large runs are; a few
@@ -115,10 +125,12 @@ def audit_locations(
                     yield from audited(results)
                 workers = cpu_workers(len(locations) - done) if chunk else 1
             if workers > 1:
-                executor = process_executor(workers)
+                executor = thread_executor(workers) if remote else process_executor(workers)
                 # On an early stop, what was not started is dropped, never run to the end.
                 stack.callback(shut_down, executor)
                 ahead = 3 * workers
+                if remote:
+                    chunk = 1
         left = locations[done:]
         if executor is not None:
             chunks = [left[i : i + chunk] for i in range(0, len(left), chunk)]

@@ -119,8 +119,12 @@ def refuse_inside_runs(path: str, runs: Iterable[str], named: str, fix: str) -> 
     """Raise UsageError when writing `path` would land in one of `runs` (run folders, or bare
     trainer_state.json files): the auditor never writes into what it audits. `named` is how the
     user gave the path (`-o out.json`), `fix` says what to do instead."""
+    from .storage import is_url
+
     landing = os.path.realpath(path)
     for run in runs:
+        if is_url(run):
+            continue  # a report is written here, never into a store
         audited = os.path.realpath(run)
         # Also a file that holds the run (an MLflow database, mlflow.db/<run id>).
         inside = landing.startswith(audited.rstrip(os.sep) + os.sep)

@@ -193,16 +193,18 @@ class LocalStorage(Storage):
         return replies
 
     def stream(self, path: str, first: int, block: int) -> Generator[bytes, None, None]:
-        descriptor, _ = self._open(path)
+        descriptor, info = self._open(path)
         try:
-            wanted = first
-            while True:
+            wanted, done = first, 0
+            # Up to the size it had when opened: no last read to find the end.
+            while done < info.st_size:
                 try:
-                    data = os.read(descriptor, wanted)
+                    data = os.read(descriptor, min(wanted, info.st_size - done))
                 except OSError as exc:
                     raise _unreadable(path, exc) from exc
                 if not data:
                     return
+                done += len(data)
                 yield data
                 wanted = block
         finally:
@@ -237,6 +239,13 @@ class LocalStorage(Storage):
         try:
             replies: list[bytes | ReadError] = []
             size = info.st_size
+            if size <= sum(_length(r, size) for r in ranges):
+                # No more bytes than the ranges ask for: one read, each range cut from it.
+                whole = os.pread(descriptor, size, 0)
+                return [
+                    whole[max(0, size + r.start) if r.start < 0 else r.start : r.end]
+                    for r in ranges
+                ]
             for wanted in ranges:
                 if wanted.start < 0:
                     start = max(0, size + wanted.start)
@@ -464,6 +473,13 @@ def _mtime(info: dict[str, Any]) -> float | None:
             except ValueError:
                 continue
     return None
+
+
+def _length(wanted: Range, size: int) -> int:
+    """Return how many bytes of a file of `size` bytes the range `wanted` covers."""
+    start = max(0, size + wanted.start) if wanted.start < 0 else min(wanted.start, size)
+    end = size if wanted.end is None else min(wanted.end, size)
+    return max(0, end - start)
 
 
 def _unreadable(path: str, exc: OSError) -> ReadError:

@@ -152,7 +152,7 @@ class Tally:
         parts = [f"{self.verdicts[v]} {v}" for v in VERDICT_ORDER if v in self.verdicts]
         # Anything else the summary reports about the audit (e.g. what was read from remote
         # storage) is appended to `parts`' line here, the one place it is made.
-        return f"audited {counted}: {', '.join(parts)}"
+        return f"audited {counted}: {', '.join(parts)}{_remote_reads()}"
 
     def say_summary(self, output: str | None, quiet: bool) -> None:
         """Say each run's warnings and errors, then the summary line, on stderr."""
@@ -209,3 +209,14 @@ def say_chart_written(run: RunResult, output: str, quiet: bool) -> None:
 
     if not quiet:
         say(f"{safe(run.run_dir)}: {run.verdict}; chart written to {safe(output)}")
+
+
+def _remote_reads() -> str:
+    """Return what was read from object stores or the Hub in this process, for the summary
+    ("" when nothing was: a local audit never imports fsspec)."""
+    from .storage import remote_traffic
+
+    read = remote_traffic()
+    if not read.requests:
+        return ""
+    return f"; read {read.requests} requests, {read.bytes / 1e6:.1f} MB from remote storage"

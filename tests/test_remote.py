@@ -1,0 +1,153 @@
+"""Runs in S3, GCS and on the Hub (real servers on 127.0.0.1): every command gives what it gives
+on a local copy of the same tree, reading no more than it must."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from auditor.sources.trainer_ends import end_ranges
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+REPO = FIXTURES.parent
+
+pytest_plugins = ("servers.fixtures",)
+
+
+def ckpt_audit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command as a user would, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "auditor", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("store", "part"),
+    [("s3", ""), ("gs", "sweep"), ("gs", "examples/lm_overfit_full"), ("hf", "")],
+)
+def test_a_scan_in_a_store_is_the_scan_of_the_local_copy(stores, store, part):
+    url = stores.roots[store] + (f"/{part}" if part else "")
+    local = FIXTURES / part if part else FIXTURES
+    remote = ckpt_audit("scan", url, "--format", "json", env=stores.env)
+    here = ckpt_audit("scan", str(local), "--format", "json")
+    assert remote.returncode == here.returncode == 0, remote.stderr
+    # Byte for byte, apart from where the runs are.
+    assert remote.stdout.replace(url, str(local)) == here.stdout
+    assert url in remote.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("show", "examples/lm_overfit_full"),
+        ("check", "sweep"),
+        ("scan", "sweep", "--format", "csv"),
+        ("check", "examples/lm_overfit_full", "--deploy", "checkpoint-100"),
+    ],
+    ids=lambda c: " ".join(c),
+)
+def test_every_command_takes_a_url(stores, command):
+    name, part, *rest = command
+    url = f"{stores.roots['s3']}/{part}"
+    remote = ckpt_audit(name, url, *rest, env=stores.env)
+    here = ckpt_audit(name, str(FIXTURES / part), *rest)
+    assert remote.returncode == here.returncode
+
+    # The same report; a table's columns are as wide as the longest place named.
+    def words(text: str) -> list[str]:
+        return [word for word in text.split() if set(word) != {"-"}]
+
+    assert words(remote.stdout.replace(url, str(FIXTURES / part))) == words(here.stdout)
+
+
+def test_the_report_of_a_store_is_written(stores, tmp_path):
+    page = tmp_path / "report.html"
+    done = ckpt_audit("report", f"{stores.roots['hf']}/sweep", "-o", str(page), env=stores.env)
+    assert done.returncode == 0, done.stderr
+    assert "run-0003" in page.read_text()
+
+
+def test_a_run_is_read_with_the_fewest_requests(stores):
+    # One listing of the tree (and one look at the path given), the newest file whole, and of
+    # every other trainer_state.json its head and tail (or the whole file when that is smaller).
+    run = FIXTURES / "examples" / "lm_overfit_full"
+    url = f"{stores.roots['s3']}/examples/lm_overfit_full"
+    done = ckpt_audit("scan", url, "--format", "json", env=stores.env)
+    assert done.returncode == 0, done.stderr
+    newest = run / "trainer_state.json"
+    older = sorted(run.glob("checkpoint-*/trainer_state.json"))
+    requests = 2 + 1 + sum(len(end_ranges(p.stat().st_size)) for p in older)
+    received = newest.stat().st_size + sum(
+        end - start for p in older for start, end in end_ranges(p.stat().st_size)
+    )
+    assert any(len(end_ranges(p.stat().st_size)) == 2 for p in older)  # ranges were used
+    match = re.search(r"read (\d+) requests, ([\d.]+) MB from remote storage", done.stderr)
+    assert match, done.stderr
+    assert int(match.group(1)) == requests
+    assert float(match.group(2)) == round(received / 1e6, 1)
+
+
+def test_a_missing_run_in_a_store_is_an_error_naming_it(stores):
+    url = f"{stores.roots['s3']}/no-such-run"
+    done = ckpt_audit("scan", url, env=stores.env)
+    assert done.returncode == 2
+    assert f"{url}: no such file or folder" in done.stderr
+
+
+def test_a_local_audit_never_imports_fsspec():
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['ckpt-audit', 'scan', sys.argv[1], '-q']\n"
+        "try:\n    runpy.run_module('auditor', run_name='__main__', alter_sys=True)\n"
+        "finally:\n    print(sorted(m for m in sys.modules if m.split('.')[0] == 'fsspec'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(FIXTURES / "sweep")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_url_without_the_remote_extra_exits_2_naming_the_pip_command():
+    probe = (
+        "import runpy, sys\n"
+        "sys.modules['fsspec'] = None  # as after a plain pip install\n"
+        "sys.argv = ['ckpt-audit', 'scan', 's3://bucket/sweep']\n"
+        "runpy.run_module('auditor', run_name='__main__', alter_sys=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "pip install 'checkpoint-auditor[remote]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_store_without_credentials_is_an_error_naming_them(stores):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL=stores.env["AWS_ENDPOINT_URL"],
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "auditor", "scan", f"{stores.roots['s3']}/sweep"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 2
+    assert "check the credentials and the endpoint (AWS_*" in done.stderr
+    assert "Traceback" not in done.stderr
