@@ -55,7 +55,8 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[Found]:
                 store.list_tree(path)
             found = _walk(store, path, seen_dirs)
         for run in found:
-            key = _identity(run.run_dir)
+            # A symlink may lead to a run already found: each is reported once.
+            key = storage.canonical(run.run_dir)
             if key not in seen_runs:
                 seen_runs.add(key)
                 runs.append(run)
@@ -64,7 +65,7 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[Found]:
 
 def without_runs(paths: list[str] | tuple[str, ...], run_dirs: list[str]) -> list[str]:
     """Return the folders among `paths` (paths or URLs) below which none of `run_dirs` lies."""
-    found = {_identity(d) for d in run_dirs} | {
+    found = {storage.canonical(d) for d in run_dirs} | {
         os.path.abspath(d) for d in run_dirs if not storage.is_url(d)
     }
 
@@ -76,7 +77,7 @@ def without_runs(paths: list[str] | tuple[str, ...], run_dirs: list[str]) -> lis
     empty = []
     for path in paths:
         if storage.is_url(path):
-            if not holds_a_run(_identity(path)) and _is_folder(path):
+            if not holds_a_run(storage.canonical(path)) and _is_folder(path):
                 empty.append(path)
         elif (
             os.path.isdir(path)
@@ -92,11 +93,6 @@ def _is_folder(path: str) -> bool:
         return storage.for_path(path).stat(path).is_dir
     except ReadError:
         return False
-
-
-def _identity(path: str) -> str:
-    # A symlink may lead to a run already found: each is reported once.
-    return path.rstrip("/") if storage.is_url(path) else os.path.realpath(path)
 
 
 def _cannot_enter(exc: ReadError) -> str:

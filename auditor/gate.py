@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import replace
 
-from . import exit_codes
+from . import exit_codes, storage
 from .config import Config
 from .discover import LAST_CHECKPOINT, STATE_FILE, checkpoint_step
-from .errors import UsageError
+from .errors import StateFileError, UsageError
 from .picks import judge_deploy
 from .results import AuditResult, RunResult
 
@@ -21,20 +20,20 @@ def run_deploy_gate(
     audit: Callable[[tuple[str, ...]], AuditResult],
 ) -> AuditResult:
     """Return the audit of `paths` and of the deploy checkpoint's run, with its judgement."""
-    name = os.path.basename(os.path.normpath(deploy))
-    if not os.path.isdir(deploy):
+    name = storage.basename(deploy)
+    if not _exists(deploy, folder=True):
         raise UsageError(f"--deploy {deploy}: no such checkpoint folder")
     if checkpoint_step(name) is None and name != LAST_CHECKPOINT:
         raise UsageError(
             f"--deploy {deploy}: not a checkpoint folder (expected .../checkpoint-<step>)"
         )
-    if not os.path.exists(os.path.join(deploy, STATE_FILE)):
+    if not _exists(storage.join(deploy, STATE_FILE)):
         raise UsageError(f"--deploy {deploy}: has no {STATE_FILE}; is the save complete?")
-    run_dir = os.path.dirname(os.path.normpath(deploy)) or "."
+    run_dir = storage.parent(deploy) or "."
     result = audit((*paths, run_dir))
-    target = os.path.realpath(run_dir)
+    target = storage.canonical(run_dir)
     # A folder holding several trainings gives several runs: the one holding the folder.
-    runs = [r for r in result.runs if os.path.realpath(r.run_dir) == target]
+    runs = [r for r in result.runs if storage.canonical(r.run_dir) == target]
     run = next(
         (r for r in runs if any(c.checkpoint == name and c.on_disk for c in r.checkpoints)),
         runs[0] if runs else None,
@@ -74,8 +73,15 @@ def failure(run: RunResult, result: AuditResult) -> str | None:
     return None
 
 
+def _exists(path: str, folder: bool = False) -> bool:
+    try:
+        return storage.for_path(path).stat(path).is_dir or not folder
+    except StateFileError:
+        return False
+
+
 def _same_dir(a: str, b: str) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
+    return storage.canonical(a) == storage.canonical(b)
 
 
 def _finding(run: RunResult, why: str) -> str:

@@ -88,6 +88,11 @@ def basename(path: str) -> str:
     return os.path.basename(os.path.normpath(path))
 
 
+def canonical(path: str) -> str:
+    """Return the one name of what `path` names, however it is reached (symlinks resolved)."""
+    return path.rstrip("/") if is_url(path) else os.path.realpath(path)
+
+
 def parent(path: str) -> str:
     """Return the folder holding `path` (a path or a URL)."""
     if is_url(path):

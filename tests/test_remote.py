@@ -3,6 +3,7 @@ on a local copy of the same tree, reading no more than it must."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from auditor.sources.trainer_ends import end_ranges
+from conftest import extra
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 REPO = FIXTURES.parent
@@ -47,21 +49,32 @@ def test_a_scan_in_a_store_is_the_scan_of_the_local_copy(stores, store, part):
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("store", "command"),
     [
-        ("show", "examples/lm_overfit_full"),
-        ("check", "sweep"),
-        ("scan", "sweep", "--format", "csv"),
-        ("check", "examples/lm_overfit_full", "--deploy", "checkpoint-100"),
+        ("s3", ("show", "examples/lm_overfit_full")),
+        ("gs", ("show", "examples/lm_overfit_full")),
+        ("hf", ("show", "examples/lm_overfit_full")),
+        ("s3", ("check", "sweep")),
+        ("hf", ("check", "sweep", "--format", "junit")),
+        ("s3", ("scan", "sweep", "--format", "csv")),
+        ("gs", ("scan", "sweep", "--format", "markdown")),
+        ("s3", ("check", "examples/lm_overfit_full", "--deploy", "checkpoint-100")),
+        ("gs", ("check", "examples/lm_overfit_full", "--deploy", "checkpoint-100")),
+        ("hf", ("check", "examples/lm_overfit_full", "--deploy", "checkpoint-100")),
     ],
-    ids=lambda c: " ".join(c),
+    ids=lambda c: c if isinstance(c, str) else " ".join(c),
 )
-def test_every_command_takes_a_url(stores, command):
+def test_every_command_takes_a_url(stores, store, command):
     name, part, *rest = command
-    url = f"{stores.roots['s3']}/{part}"
+    url = f"{stores.roots[store]}/{part}"
+    if "--deploy" in rest:  # the checkpoint folder to ship, in the store too
+        rest[-1] = f"{url}/{rest[-1]}"
     remote = ckpt_audit(name, url, *rest, env=stores.env)
+    if "--deploy" in rest:
+        rest[-1] = rest[-1].replace(url, str(FIXTURES / part))
     here = ckpt_audit(name, str(FIXTURES / part), *rest)
-    assert remote.returncode == here.returncode
+    assert remote.returncode == here.returncode, remote.stderr
+    assert "Traceback" not in remote.stderr
 
     # The same report; a table's columns are as wide as the longest place named.
     def words(text: str) -> list[str]:
@@ -75,6 +88,49 @@ def test_the_report_of_a_store_is_written(stores, tmp_path):
     done = ckpt_audit("report", f"{stores.roots['hf']}/sweep", "-o", str(page), env=stores.env)
     assert done.returncode == 0, done.stderr
     assert "run-0003" in page.read_text()
+
+
+def test_the_chart_of_a_run_in_a_store_is_drawn(stores, tmp_path):
+    extra("matplotlib")
+    chart = tmp_path / "chart.png"
+    url = f"{stores.roots['s3']}/examples/lm_overfit_full"
+    done = ckpt_audit("plot", url, "-o", str(chart), env=stores.env)
+    assert done.returncode == 0, done.stderr
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    assert f"{url}: " in done.stderr
+
+
+def test_a_store_that_ignores_ranges_gives_the_same_report(stores):
+    # Every older checkpoint's head and tail come back as whole objects: cut to the ranges.
+    url = f"{stores.roots['hf']}/examples/lm_overfit_full"
+    local = FIXTURES / "examples" / "lm_overfit_full"
+    stores.hub.ignore_ranges = True
+    try:
+        remote = ckpt_audit("scan", url, "--format", "json", env=stores.env)
+    finally:
+        stores.hub.ignore_ranges = False
+    here = ckpt_audit("scan", str(local), "--format", "json")
+    assert remote.returncode == 0, remote.stderr
+    assert remote.stdout.replace(url, str(local)) == here.stdout
+
+
+def test_a_file_the_store_refuses_is_an_error_row_naming_it_and_the_credentials(stores):
+    run = "examples/lm_overfit_full"
+    url = f"{stores.roots['hf']}/{run}"
+    files = sorted((FIXTURES / run).rglob("trainer_state.json"))
+    stores.hub.refused = {str(p.relative_to(FIXTURES)) for p in files}
+    try:
+        scan = ckpt_audit("scan", url, "--format", "json", env=stores.env)
+        gate = ckpt_audit("check", url, env=stores.env)
+    finally:
+        stores.hub.refused = set()
+    assert scan.returncode == 0, scan.stderr
+    (row,) = json.loads(scan.stdout)["runs"]
+    assert row["verdict"] == "error"
+    assert f"{url}/trainer_state.json cannot be read" in row["error"]
+    assert "HF_TOKEN for the Hub" in row["error"]
+    assert gate.returncode == 2
+    assert "Traceback" not in scan.stderr + gate.stderr
 
 
 def test_a_run_is_read_with_the_fewest_requests(stores):

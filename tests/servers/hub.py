@@ -30,6 +30,8 @@ class HubServer:
         self.requests: list[str] = []
         #: Answer ranged downloads with the whole file, as some servers and proxies do.
         self.ignore_ranges = False
+        #: Paths inside a repo whose download is refused (403), as for a token without access.
+        self.refused: set[str] = set()
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -91,6 +93,8 @@ class HubServer:
         if resolve:
             repo, _revision, inner = resolve.groups()
             file = os.path.join(self.repos.get(repo, "/nonexistent"), inner)
+            if inner in self.refused:
+                return _json(request, {"error": "Access to this file is restricted"}, 403, body)
             if not os.path.isfile(file):
                 request.send_response(404)
                 request.send_header("X-Error-Code", "EntryNotFound")
