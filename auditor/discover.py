@@ -35,6 +35,8 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[Found]:
         except ReadError as exc:
             # Missing, or a run inside a file (mlflow.db/<run id>): decided below. A path the
             # system will not let us look at is said so, not called missing.
+            if storage.is_url(path) and exc.code != "missing":
+                raise UsageError(f"{path}: {exc.reason}") from None  # the store's own words
             if exc.code not in ("missing", "dangling", "not_dir", "loop"):
                 raise UsageError(f"{path}: {_cannot_enter(exc)}") from None
             entry = None
@@ -52,7 +54,10 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[Found]:
         else:
             if isinstance(store, RemoteStorage):
                 # One listing of the whole tree instead of one request per folder.
-                store.list_tree(path)
+                try:
+                    store.list_tree(path)
+                except ReadError as exc:
+                    raise UsageError(f"{path}: {exc.reason}") from None
             found = _walk(store, path, seen_dirs)
         for run in found:
             # A symlink may lead to a run already found: each is reported once.
