@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import auditor
 from auditor.sources.trainer_ends import end_ranges
 from conftest import extra
 
@@ -207,3 +208,17 @@ def test_a_store_without_credentials_is_an_error_naming_them(stores):
     assert done.returncode == 2
     assert "check the credentials and the endpoint (AWS_*" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("store", ["s3", "gs"])
+def test_a_history_parsed_in_pieces_is_streamed_from_the_store(stores, store, monkeypatch):
+    # Every newest file counts as huge here: it is read as a stream of small blocks.
+    from auditor import long_history
+
+    monkeypatch.setattr(long_history, "PIECEWISE_FROM", 0)
+    monkeypatch.setattr(long_history, "BLOCK_BYTES", 4096)
+    url = f"{stores.roots[store]}/examples/lm_overfit_full"
+    local = FIXTURES / "examples" / "lm_overfit_full"
+    remote = auditor.audit(url, jobs=1).to_dict()
+    here = auditor.audit(str(local), jobs=1).to_dict()
+    assert json.dumps(remote).replace(url, str(local)) == json.dumps(here)
