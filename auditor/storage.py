@@ -21,6 +21,8 @@ from .errors import StateFileError, UsageError
 REMOTE_INSTALL = "pip install 'checkpoint-auditor[remote]'"
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _LFS_LIMIT_NOTE = "check the disk or the mount"
+# Non-blocking: a FIFO under a file's name would otherwise hang the scan before it is refused.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 class Entry(NamedTuple):
@@ -71,7 +73,7 @@ class Traffic:
 
 def is_url(path: str) -> bool:
     """Return True when `path` names a protocol (`s3://...`): it is read through fsspec."""
-    return _URL.match(path) is not None
+    return "://" in path and _URL.match(path) is not None
 
 
 def join(folder: str, name: str) -> str:
@@ -217,10 +219,8 @@ class LocalStorage(Storage):
 
     def _open(self, path: str) -> tuple[int, os.stat_result]:
         """Return a descriptor of the regular file at `path` and its stat; raise ReadError."""
-        # Non-blocking: a FIFO under this name would otherwise hang the scan before it is refused.
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
         try:
-            descriptor = os.open(path, flags)
+            descriptor = os.open(path, _READ_FLAGS)
         except OSError as exc:
             raise _os_error(path, exc) from exc
         info = os.fstat(descriptor)
@@ -244,7 +244,10 @@ class LocalStorage(Storage):
         try:
             replies: list[bytes | ReadError] = []
             size = info.st_size
-            if size <= sum(_length(r, size) for r in ranges):
+            asked = 0
+            for wanted in ranges:
+                asked += -wanted.start if wanted.start < 0 else (wanted.end or size) - wanted.start
+            if size <= asked:
                 # No more bytes than the ranges ask for: one read, each range cut from it.
                 whole = os.pread(descriptor, size, 0)
                 return [
@@ -478,13 +481,6 @@ def _mtime(info: dict[str, Any]) -> float | None:
             except ValueError:
                 continue
     return None
-
-
-def _length(wanted: Range, size: int) -> int:
-    """Return how many bytes of a file of `size` bytes the range `wanted` covers."""
-    start = max(0, size + wanted.start) if wanted.start < 0 else min(wanted.start, size)
-    end = size if wanted.end is None else min(wanted.end, size)
-    return max(0, end - start)
 
 
 def _unreadable(path: str, exc: OSError) -> ReadError:

@@ -63,7 +63,10 @@ class Folder(NamedTuple):
 
     def entry(self, name: str) -> Entry | None:
         """Return the entry called `name`, or None."""
-        return next((e for e in self.entries if e.name == name), None)
+        for entry in self.entries:
+            if entry.name == name:
+                return entry
+        return None
 
 
 @dataclass(frozen=True)

@@ -104,54 +104,51 @@ class HfTrainer:
     def find(self, folder: Folder) -> Found | None:
         """A folder with a trainer_state.json or checkpoint-N/ folders is a run; a checkpoint
         folder named by the user, holding no checkpoint folders, is a run of its own history."""
-        holds = [e for e in folder.entries if e.is_dir and is_checkpoint_name(e.name)]
-        if folder.given and is_checkpoint_name(basename(folder.path)) and not holds:
-            state = join(folder.path, STATE_FILE)
-            inside = tuple(e.name for e in folder.entries if e.is_dir)
-            return Found(NAME, folder.path, inside, history_only=True, detail=(state, (), ()))
-        state_entry = folder.entry(STATE_FILE)
-        state_file = state_entry.path if state_entry is not None else None
-        if state_file is None and holds and folder.look is not None:
-            # Without its own trainer_state.json (training still running, or no run at all),
-            # a folder named like a checkpoint may be a run's output_dir: it holds checkpoints.
-            holds = [e for e in holds if not _holds_checkpoints(folder.look(e.path))]
+        state_file = None
         checkpoints: list[CheckpointDir] = []
         notes: list[str] = []
         owned: list[str] = []
+        others: list[str] = []
         for entry in folder.entries:
             name = entry.name
-            if not entry.is_dir:
-                continue
-            step = checkpoint_step(name)
-            if entry in holds:
+            if name == STATE_FILE:
+                state_file = entry.path  # a folder of that name is said so when read
+            elif not entry.is_dir:
+                if name == _LOG_FILE:
+                    others.append(name)
+            elif (step := checkpoint_step(name)) is not None or name == LAST_CHECKPOINT:
                 checkpoints.append(CheckpointDir(name, entry.path, step))
-            elif is_checkpoint_name(name):
-                continue  # a run of its own, walked
+            elif name == RUNS_FOLDER:
+                others.append(name)
             elif _STAGING.match(name):
                 notes.append(f"{name}/ looks like a checkpoint still being written: skipped")
+                owned.append(name)
             elif _LOOKS_LIKE_CHECKPOINT.match(name):
                 notes.append(
                     f"{name}/ is not a checkpoint-<step> folder (the step must be a whole "
                     "number): skipped"
                 )
-            else:
-                continue
-            owned.append(name)
+                owned.append(name)
+        if folder.given and not checkpoints and is_checkpoint_name(basename(folder.path)):
+            state = join(folder.path, STATE_FILE)
+            inside = tuple(e.name for e in folder.entries if e.is_dir)
+            return Found(NAME, folder.path, inside, history_only=True, detail=(state, (), ()))
+        if state_file is None and checkpoints and folder.look is not None:
+            # Without its own trainer_state.json (training still running, or no run at all),
+            # a folder named like a checkpoint may be a run's output_dir: it holds checkpoints,
+            # and is walked as a run of its own.
+            checkpoints = [c for c in checkpoints if not _holds_checkpoints(folder.look(c.path))]
         if not checkpoints and state_file is None:
             return None
-        checkpoints.sort(key=lambda c: (c.step is None, c.step or 0, c.name))
-        others = tuple(
-            name
-            for name in (_LOG_FILE, RUNS_FOLDER)
-            if (other := folder.entry(name)) is not None and other.is_dir == (name == RUNS_FOLDER)
-        )
+        owned.extend(c.name for c in checkpoints)
+        checkpoints.sort(key=_step_order)
         return Found(
             NAME,
             folder.path,
             owned=tuple(owned),
             history_only=not checkpoints,
             notes=tuple(notes),
-            detail=(state_file, tuple(checkpoints), others),
+            detail=(state_file, tuple(checkpoints), tuple(others)),
         )
 
     def find_file(self, entry: Entry) -> Found | None:
@@ -180,6 +177,11 @@ class HfTrainer:
         if not metric:
             return list(records)
         return [replace(r, best=r.best._replace(metric=metric)) for r in records]
+
+
+def _step_order(folder: CheckpointDir) -> tuple[bool, int, str]:
+    """Sort key: by step, last-checkpoint/ (whose step its file says) last."""
+    return folder.step is None, folder.step or 0, folder.name
 
 
 def _holds_checkpoints(entries: Iterable[Entry]) -> bool:
@@ -347,7 +349,7 @@ class _Files:
         replies = iter(store.read_ranges(wanted))
         for path, size, count in shapes:
             parts = [next(replies) for _ in range(count)]
-            failed = next((p for p in parts if isinstance(p, ReadError)), None)
+            failed = _failed(parts)
             if failed is not None:
                 self._read[path] = failed
             elif count == 1 and size is None:  # read whole
@@ -392,7 +394,7 @@ class _Files:
                 )
             except ReadError as exc:
                 parts = [exc]
-            failed = next((p for p in parts if isinstance(p, ReadError)), None)
+            failed = _failed(parts)
             if failed is not None:
                 self._read[path] = failed
                 self._ends[path] = None
@@ -401,6 +403,14 @@ class _Files:
         else:
             self._ends[path] = None  # a read error or a document parsed in pieces
         return self._ends[path]
+
+
+def _failed(replies: list[bytes | ReadError]) -> ReadError | None:
+    """Return the first error among the replies to a file's ranges, if any."""
+    for reply in replies:
+        if isinstance(reply, ReadError):
+            return reply
+    return None
 
 
 def read_run(found: Found, store: Storage) -> tuple[RunRecord, ...]:
