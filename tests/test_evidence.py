@@ -80,8 +80,10 @@ def history(name: str) -> list[dict]:
     # the run, at the float32 precision that event files hold.
     reference = json.loads((state.parent.parent / "trainer_state.reference.json").read_text())
     return [
-        {k: struct.unpack("<f", struct.pack("<f", v))[0] if type(v) is float else v
-         for k, v in entry.items()}
+        {
+            k: struct.unpack("<f", struct.pack("<f", v))[0] if type(v) is float else v
+            for k, v in entry.items()
+        }
         for entry in reference["log_history"]
     ]
 
