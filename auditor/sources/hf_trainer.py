@@ -63,10 +63,10 @@ def is_checkpoint_name(name: str) -> bool:
 
 
 class CheckpointDir(NamedTuple):
-    """A checkpoint folder. `step` is None for last-checkpoint until its file is read."""
+    """A checkpoint folder of a run, by name (a run's are sent to the process that reads it:
+    no path each). `step` is None for last-checkpoint until its file is read."""
 
     name: str
-    path: str
     step: int | None
 
 
@@ -117,7 +117,7 @@ class HfTrainer:
                 if name == _LOG_FILE:
                     others.append(name)
             elif (step := checkpoint_step(name)) is not None or name == LAST_CHECKPOINT:
-                checkpoints.append(CheckpointDir(name, entry.path, step))
+                checkpoints.append(CheckpointDir(name, step))
             elif name == RUNS_FOLDER:
                 others.append(name)
             elif _STAGING.match(name):
@@ -137,7 +137,10 @@ class HfTrainer:
             # Without its own trainer_state.json (training still running, or no run at all),
             # a folder named like a checkpoint may be a run's output_dir: it holds checkpoints,
             # and is walked as a run of its own.
-            checkpoints = [c for c in checkpoints if not _holds_checkpoints(folder.look(c.path))]
+            look = folder.look
+            checkpoints = [
+                c for c in checkpoints if not _holds_checkpoints(look(join(folder.path, c.name)))
+            ]
         if not checkpoints and state_file is None:
             return None
         owned.extend(c.name for c in checkpoints)
@@ -424,13 +427,14 @@ def read_run(found: Found, store: Storage) -> tuple[RunRecord, ...]:
             _record(found.run_dir, state, digest_history(state.log_history), (), True, warnings),
         )
 
+    def state_of(folder: CheckpointDir) -> str:
+        return join(join(found.run_dir, folder.name), STATE_FILE)
+
     # Only each training's newest file is parsed whole; of the others, the ends are read.
     whole = state_file or (
-        join(checkpoints[-1].path, STATE_FILE)
-        if checkpoints and checkpoints[-1].step is not None
-        else None
+        state_of(checkpoints[-1]) if checkpoints and checkpoints[-1].step is not None else None
     )
-    paths = [join(c.path, STATE_FILE) for c in checkpoints if c.step is not None]
+    paths = [state_of(c) for c in checkpoints if c.step is not None]
     files = _Files(store, whole, paths)
     states: dict[str, TrainerState] = {}
     failures: dict[str, StateFileError] = {}
@@ -470,7 +474,7 @@ def read_run(found: Found, store: Storage) -> tuple[RunRecord, ...]:
             return None
         return Lineage(own.global_step, newest_losses(own.log_history)[0], own.settings)
 
-    folders = _resolve_steps(checkpoints, recorded_step, warnings)
+    folders = _resolve_steps(checkpoints, recorded_step, state_of, warnings)
     ordered: list[tuple[int, str, CheckpointDir | None]] = []
     if state_file is not None:
         root_step = recorded_step(state_file)
@@ -478,7 +482,7 @@ def read_run(found: Found, store: Storage) -> tuple[RunRecord, ...]:
             warnings.append(f"{state_file} {failures[state_file].reason}")
         else:
             ordered.append((root_step or 0, state_file, None))
-    ordered.extend((f.step or 0, join(f.path, STATE_FILE), f) for f in folders)
+    ordered.extend((f.step or 0, state_of(f), f) for f in folders)
     # Newest first, the root file before a folder of its step (it may hold the closing entry):
     # the first file of each training met is its newest, the only one parsed whole.
     ordered.sort(key=lambda f: (f[0], f[2] is None), reverse=True)
@@ -660,6 +664,7 @@ def _left_out_warnings(
 def _resolve_steps(
     checkpoints: tuple[CheckpointDir, ...],
     recorded_step: Callable[[str], int | None],
+    state_of: Callable[[CheckpointDir], str],
     warnings: list[str],
 ) -> list[CheckpointDir]:
     """Give last-checkpoint/ its step (from its file) and drop it when it duplicates a folder."""
@@ -668,11 +673,11 @@ def _resolve_steps(
     for folder in checkpoints:
         if folder.step is not None:
             continue
-        step = recorded_step(join(folder.path, STATE_FILE))
+        step = recorded_step(state_of(folder))
         if step is None:
             warnings.append(f"{folder.name}/ has no readable global_step: skipped")
         elif step not in steps:
-            named.append(CheckpointDir(folder.name, folder.path, step))
+            named.append(CheckpointDir(folder.name, step))
             steps.add(step)
     named.sort(key=lambda c: c.step or 0)
     return named
