@@ -2,7 +2,8 @@
 
 A source turns the files of one framework's run into a neutral `RunRecord`; everything after
 it (pairing, scoring, picks, evidence, every report) reads only that record. Adding a framework
-is one module in this package plus one entry in `SOURCES`.
+is one module in this package, which registers its source, plus its name in the import at the
+end of this module (the order there is the order a folder is offered to the sources).
 
 How a source is used:
 
