@@ -88,7 +88,9 @@ def test_the_report_of_a_store_is_written(stores, tmp_path):
     page = tmp_path / "report.html"
     done = ckpt_audit("report", f"{stores.roots['hf']}/sweep", "-o", str(page), env=stores.env)
     assert done.returncode == 0, done.stderr
-    assert "run-0003" in page.read_text()
+    text = page.read_text()
+    assert "run-0003" in text
+    assert f"audited below {stores.roots['hf']}/sweep:" in text
 
 
 def test_the_chart_of_a_run_in_a_store_is_drawn(stores, tmp_path):

@@ -12,6 +12,7 @@ from ..config import Config, to_yaml
 from ..evidence import decision
 from ..picks import SMOOTHED_FROM
 from ..results import VERDICT_ORDER, AuditResult, CheckpointResult, Pick, RunResult, verdict_rank
+from ..storage import is_url
 from ..sweep import SweepPick
 from .text import marks, number, safe, smoothed_line
 
@@ -132,6 +133,17 @@ def short_names(run_dirs: list[str]) -> tuple[str, list[str]]:
 
     Paths in a sweep share a long prefix; the table reads better without it.
     """
+    if run_dirs and all(is_url(d) for d in run_dirs):
+        # os.path would read s3://bucket as the folder "s3:/bucket".
+        folders = [d.rsplit("/", 1)[0] if d.endswith(".json") else d.rstrip("/") for d in run_dirs]
+        parents = [f.split("/")[:-1] for f in folders]
+        shared = 0
+        for parts in zip(*parents, strict=False):  # up to the shortest
+            if len(set(parts)) > 1:
+                break
+            shared += 1
+        base = "/".join(parents[0][:shared])
+        return base, [safe(d[len(base) + 1 :]) for d in run_dirs]
     try:
         # A bare trainer_state.json keeps its folder's name in view.
         folders = [os.path.dirname(d) if d.endswith(".json") else d for d in run_dirs]

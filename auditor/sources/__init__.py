@@ -70,9 +70,10 @@ class Folder(NamedTuple):
         return None
 
 
-@dataclass(frozen=True)
-class Found:
-    """A run a source found: enough to read it later, in another process or machine.
+class Found(NamedTuple):
+    """A run a source found: enough to read it later, in another process or machine (a
+    tuple: thousands are sent to the worker processes, where a dataclass costs five times the
+    time to unpickle).
 
     `source` is the registry name of the source that found it; `run_dir` the folder reported as
     the run's location; `owned` the names of subfolders that belong to this run and must not be

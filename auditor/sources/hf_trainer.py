@@ -79,7 +79,8 @@ def state_file_of(found: Found) -> str | None:
 def checkpoints_of(found: Found) -> tuple[CheckpointDir, ...]:
     """Return the checkpoint folders the walk listed for a run, in step order (last-checkpoint/
     last); none for a history-only run."""
-    return found.detail[1] if found.detail else ()
+    # Kept as plain (name, step) pairs in the Found: they are sent to the worker processes.
+    return tuple(CheckpointDir(*pair) for pair in found.detail[1]) if found.detail else ()
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class HfTrainer:
             owned=tuple(owned),
             history_only=not checkpoints,
             notes=tuple(notes),
-            detail=(state_file, tuple(checkpoints), tuple(others)),
+            detail=(state_file, tuple(map(tuple, checkpoints)), tuple(others)),
         )
 
     def find_file(self, entry: Entry) -> Found | None:
