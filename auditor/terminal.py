@@ -25,14 +25,26 @@ def error(message: str) -> None:
     from .render.text import safe
 
     # Messages embed paths the user gave or found on disk: never let them reach the terminal raw.
-    say(f"error: {safe(message)}")
+    say(_fitted(f"error: {safe(message)}"))
 
 
 def warning(where: str, message: str) -> None:
     """Say `message` about `where` (a run, a path, a variable) as a warning on stderr."""
     from .render.text import safe
 
-    say(f"warning: {safe(where)}: {safe(message)}")
+    say(_fitted(f"warning: {safe(where)}: {safe(message)}"))
+
+
+def _fitted(line: str) -> str:
+    """Return `line` wrapped to the terminal's width when stderr is one; a log or a pipe
+    keeps each message on one line, for grep."""
+    if sys.stderr is None or not sys.stderr.isatty():
+        return line
+    from shutil import get_terminal_size
+
+    from .render.fit import wrap
+
+    return wrap(line, get_terminal_size().columns)
 
 
 def use_color(fmt: str, output: str | None, chosen: bool | None = None) -> bool:
@@ -122,8 +134,6 @@ class Tally:
 
     def say_runs(self, quiet: bool) -> None:
         """Say each run's warnings (unless `quiet`) and errors on stderr, in the order audited."""
-        from .render.text import safe
-
         # The trainings of one folder share its warnings (e.g. that it holds several): say
         # each once.
         folder, said = "", set[str]()
@@ -137,7 +147,7 @@ class Tally:
             if run.error is not None:
                 # The table only says "error": the reason (file and fix) must reach the user too.
                 where = "" if run.error.startswith(run.run_dir) else f"{run.run_dir}: "
-                say(f"error: {safe(where + run.error)}")
+                error(where + run.error)
 
     def summary(self) -> str:
         """Return the one-line summary: how many runs were audited (and in how many folders,

@@ -114,8 +114,14 @@ def test_show_has_a_one_line_legend_for_its_columns():
         assert column in legend
 
 
-def on_a_terminal(args: list[str], columns: int | None, rows_cols: tuple[int, int] = (40, 200)):
-    """Run ckpt-audit with stdout on a real pseudo-terminal; return (stdout, stderr, code)."""
+def on_a_terminal(
+    args: list[str],
+    columns: int | None,
+    rows_cols: tuple[int, int] = (40, 200),
+    stderr_too: bool = False,
+):
+    """Run ckpt-audit with stdout (and with `stderr_too`, stderr) on a real pseudo-terminal;
+    return (what the terminal showed, stderr when piped, code)."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", *rows_cols, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
@@ -124,7 +130,7 @@ def on_a_terminal(args: list[str], columns: int | None, rows_cols: tuple[int, in
     done = subprocess.Popen(
         [sys.executable, "-m", "auditor", *args],
         stdout=follower,
-        stderr=subprocess.PIPE,
+        stderr=follower if stderr_too else subprocess.PIPE,
         env=env,
         cwd=FIXTURES.parent,
     )
@@ -162,6 +168,18 @@ def test_on_a_terminal_columns_is_honoured(columns):
 def test_on_a_terminal_without_columns_the_terminal_width_is_used():
     out, _, _ = on_a_terminal(["scan", "fixtures/"], None, rows_cols=(40, 96))
     assert max(len(line) for line in visible(out).splitlines()) <= 96
+
+
+def test_on_a_terminal_warnings_fit_its_width_and_piped_they_stay_whole():
+    shown, _, code = on_a_terminal(["scan", "fixtures/"], 80, stderr_too=True)
+    assert code == 0
+    lines = visible(shown).splitlines()
+    assert any(line.startswith("warning: ") for line in lines)
+    assert max(len(line) for line in lines) <= 80
+
+    _, piped, _ = on_a_terminal(["scan", "fixtures/"], 80)
+    warnings = [line for line in piped.splitlines() if line.startswith("warning: ")]
+    assert max(len(line) for line in warnings) > 80
 
 
 def test_piped_output_keeps_the_full_table():
