@@ -32,7 +32,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from make_real_overfit_fixture import make_data, strip_weights  # noqa: E402
+from make_real_overfit_fixture import (  # noqa: E402
+    make_data,
+    model_and_arguments,
+    strip_weights,
+)
 
 import auditor  # noqa: E402
 
@@ -83,29 +87,7 @@ def train(
         _, other = make_data(settings(**{**vars(args), "seed": args.seed + 1000}))
         eval_data = {"in_domain": eval_set, "ood": other}
         metric = "eval_in_domain_loss"
-    torch.manual_seed(args.seed)
-    model = transformers.GPT2LMHeadModel(
-        transformers.GPT2Config(
-            vocab_size=args.vocab, n_positions=args.length, n_embd=16, n_layer=1, n_head=2
-        )
-    )
-    training_args = transformers.TrainingArguments(
-        output_dir=out.name,
-        max_steps=args.steps,
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=32,
-        learning_rate=args.lr,
-        eval_strategy="steps",
-        eval_steps=args.every,
-        save_steps=args.every,
-        logging_steps=args.logging_steps,
-        load_best_model_at_end=True,
-        metric_for_best_model=metric,
-        use_cpu=True,
-        report_to=[],
-        disable_tqdm=True,
-        seed=args.seed,
-    )
+    model, training_args = model_and_arguments(args, out.name, metric_for_best_model=metric)
     trainer = transformers.Trainer(
         model=model,
         args=training_args,

@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from make_evidence_fixtures import settings  # noqa: E402
-from make_real_overfit_fixture import make_data  # noqa: E402
+from make_real_overfit_fixture import make_data, model_and_arguments  # noqa: E402
 
 import auditor  # noqa: E402
 
@@ -114,29 +114,8 @@ def trainer_run(
                 control.should_training_stop = True
 
     def make(extra: list[Any]) -> Any:
-        torch.manual_seed(args.seed)
-        model = transformers.GPT2LMHeadModel(
-            transformers.GPT2Config(
-                vocab_size=args.vocab, n_positions=args.length, n_embd=16, n_layer=1, n_head=2
-            )
-        )
-        training_args = transformers.TrainingArguments(
-            output_dir=out.name,
-            max_steps=args.steps,
-            per_device_train_batch_size=4,
-            per_device_eval_batch_size=32,
-            learning_rate=args.lr,
-            eval_strategy="steps",
-            eval_steps=args.every,
-            save_steps=args.every,
-            logging_steps=args.logging_steps,
-            load_best_model_at_end=True,
-            metric_for_best_model="eval_loss",
-            save_total_limit=6,
-            use_cpu=True,
-            report_to=report_to,
-            disable_tqdm=True,
-            seed=args.seed,
+        model, training_args = model_and_arguments(
+            args, out.name, save_total_limit=6, report_to=report_to
         )
         return transformers.Trainer(
             model=model,

@@ -79,6 +79,41 @@ def make_data(args: argparse.Namespace) -> tuple[Any, Any]:
     return Sequences(sample(args.train_size)), Sequences(sample(args.eval_size))
 
 
+def model_and_arguments(
+    args: argparse.Namespace, output_dir: str, **changes: Any
+) -> tuple[Any, Any]:
+    """Return the tiny GPT-2 (seeded) and the TrainingArguments every fixture run trains with:
+    evaluated and saved every `args.every` steps, the best kept on eval_loss, on one CPU;
+    `changes` override arguments (metric_for_best_model, save_total_limit, report_to)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(args.seed)
+    model = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(
+            vocab_size=args.vocab, n_positions=args.length, n_embd=16, n_layer=1, n_head=2
+        )
+    )
+    arguments = {
+        "output_dir": output_dir,
+        "max_steps": args.steps,
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 32,
+        "learning_rate": args.lr,
+        "eval_strategy": "steps",
+        "eval_steps": args.every,
+        "save_steps": args.every,
+        "logging_steps": args.logging_steps,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "eval_loss",
+        "use_cpu": True,
+        "report_to": [],
+        "disable_tqdm": True,
+        "seed": args.seed,
+    }
+    return model, transformers.TrainingArguments(**{**arguments, **changes})
+
+
 def train(args: argparse.Namespace, name: str) -> None:
     """Train into ./name (a relative output_dir, as in the bundled examples)."""
     import torch
@@ -86,29 +121,7 @@ def train(args: argparse.Namespace, name: str) -> None:
 
     torch.set_num_threads(1)  # one thread: the same numbers on every machine we tried
     train_set, eval_set = make_data(args)
-    torch.manual_seed(args.seed)
-    model = transformers.GPT2LMHeadModel(
-        transformers.GPT2Config(
-            vocab_size=args.vocab, n_positions=args.length, n_embd=16, n_layer=1, n_head=2
-        )
-    )
-    training_args = transformers.TrainingArguments(
-        output_dir=name,
-        max_steps=args.steps,
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=32,
-        learning_rate=args.lr,
-        eval_strategy="steps",
-        eval_steps=args.every,
-        save_steps=args.every,
-        logging_steps=args.logging_steps,
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        use_cpu=True,
-        report_to=[],
-        disable_tqdm=True,
-        seed=args.seed,
-    )
+    model, training_args = model_and_arguments(args, name)
     trainer = transformers.Trainer(
         model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set
     )
