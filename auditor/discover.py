@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable
 
 from . import storage
 from .errors import UsageError
@@ -26,8 +27,8 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[Found]:
     look at.
     """
     runs: list[Found] = []
-    seen_runs: set[str] = set()
     seen_dirs: set[object] = set()
+    named = False  # a run named by its file, which a walk may find too
     for path in paths:
         store = storage.for_path(path)
         try:
@@ -46,11 +47,13 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[Found]:
             run = find_database_run(store, path)
             if run is None:
                 raise UsageError(f"{path}: no such file or folder")
-            found = [run]
+            runs.append(run)
+            named = True
         elif not entry.is_dir:
             # A stray file among many paths (`scan outputs/*` with a README.md) is a row that
             # says so, never the end of the scan.
-            found = [_file_run(entry)]
+            runs.append(_file_run(entry))
+            named = True
         else:
             if isinstance(store, RemoteStorage):
                 # One listing of the whole tree instead of one request per folder.
@@ -58,39 +61,57 @@ def discover(paths: list[str] | tuple[str, ...]) -> list[Found]:
                     store.list_tree(path)
                 except ReadError as exc:
                     raise UsageError(f"{path}: {exc.reason}") from None
-            found = _walk(store, path, seen_dirs)
-        for run in found:
-            # A symlink may lead to a run already found: each is reported once.
-            key = storage.canonical(run.run_dir)
-            if key not in seen_runs:
-                seen_runs.add(key)
-                runs.append(run)
-    return runs
+            runs.extend(_walk(store, path, seen_dirs))
+    # No folder is walked twice, however it is reached (symlinks, overlapping paths): only a
+    # run named by its file may be found again.
+    return _each_once(runs) if named else runs
+
+
+def _each_once(runs: list[Found]) -> list[Found]:
+    """Return `runs` without the ones that name a run met before (by another path)."""
+    seen: set[str] = set()
+    once = []
+    for run in runs:
+        key = storage.canonical(run.run_dir)
+        if key not in seen:
+            seen.add(key)
+            once.append(run)
+    return once
 
 
 def without_runs(paths: list[str] | tuple[str, ...], run_dirs: list[str]) -> list[str]:
     """Return the folders among `paths` (paths or URLs) below which none of `run_dirs` lies."""
-    found = {storage.canonical(d) for d in run_dirs} | {
-        os.path.abspath(d) for d in run_dirs if not storage.is_url(d)
-    }
-
-    def holds_a_run(folder: str) -> bool:
-        inside = folder.rstrip("/" if storage.is_url(folder) else os.sep)
-        separator = "/" if storage.is_url(folder) else os.sep
-        return any(run == folder or run.startswith(inside + separator) for run in found)
-
+    held = _holding(
+        storage.canonical(d) if storage.is_url(d) else os.path.abspath(d) for d in run_dirs
+    )
+    # The same with symlinks resolved, asked for only when a path is not found in `held`
+    # (a path that is a symlink to folders already scanned): resolving costs a stat per part.
+    resolved: set[str] | None = None
     empty = []
     for path in paths:
         if storage.is_url(path):
-            if not holds_a_run(storage.canonical(path)) and _is_folder(path):
+            if storage.canonical(path) not in held and _is_folder(path):
                 empty.append(path)
-        elif (
-            os.path.isdir(path)
-            and not holds_a_run(os.path.abspath(path))
-            and not holds_a_run(os.path.realpath(path))
-        ):
-            empty.append(path)
+        elif os.path.isdir(path) and os.path.abspath(path) not in held:
+            if resolved is None:
+                local = (d for d in run_dirs if not storage.is_url(d))
+                resolved = held | _holding(os.path.realpath(d) for d in local)
+            if os.path.realpath(path) not in resolved:
+                empty.append(path)
     return empty
+
+
+def _holding(run_dirs: Iterable[str]) -> set[str]:
+    """Return every folder that holds one of `run_dirs` (canonical names), the runs included."""
+    held: set[str] = set()
+    for folder in run_dirs:
+        while folder not in held:
+            held.add(folder)
+            above = storage.parent(folder)
+            if above == folder:
+                break
+            folder = above
+    return held
 
 
 def _is_folder(path: str) -> bool:
