@@ -103,7 +103,6 @@ def audit_locations(
 
     with ExitStack() as stack:
         ahead, chunk = AHEAD_CHUNKS, CHUNK_RUNS
-        own = executor is None
         if executor is None:
             remote = any(is_url(location.run_dir) for location in locations)
             workers = worker_count(len(locations), jobs)
@@ -135,9 +134,9 @@ def audit_locations(
         if executor is not None:
             chunks = [left[i : i + chunk] for i in range(0, len(left), chunk)]
             task = partial(_audit_chunk, config=config, curves=curves)
-            # Our own processes: this one audits too rather than wait (a caller's executor,
-            # a cluster, is left all the work).
-            shared = map_in_order(task, chunks, executor, ahead, help_here=own)
+            # The workers audit; this process writes the report as their results come (auditing
+            # here too was slower: it holds back the threads that hand runs to the workers).
+            shared = map_in_order(task, chunks, executor, ahead)
             stack.callback(shared.close)
             per_location: Iterator[list[RunResult]] = (
                 results for chunk_results in shared for results in chunk_results

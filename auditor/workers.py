@@ -46,9 +46,12 @@ def _at_most(jobs: int, items: int) -> int:
     return max(1, min(jobs, items, _descriptor_budget()))
 
 
-#: Work done here before any worker starts: a sweep audited sooner never starts one, since
-#: starting a pool of two forked workers takes about this long (50 ms, measured on 2 CPUs).
-SHARE_AFTER_SECONDS = 0.05
+#: Work done here before the work left is judged: enough runs that their time says what a run
+#: costs (the first run also pays for what it imports first).
+LOOK_SECONDS = 0.005
+#: The work left that is worth sharing out: two workers halve it, and starting them and handing
+#: runs over costs about 40 ms (measured on 2 CPUs), so less than this is done sooner here.
+SHARE_FROM_SECONDS = 0.1
 #: The work handed to a worker at once: long enough that handing it over costs little, short
 #: enough that the results in flight stay few.
 CHUNK_SECONDS = 0.02
@@ -57,9 +60,9 @@ CHUNK_MOST = 256
 
 def share_out(seconds: float, done: int, left: int) -> int:
     """Return how many of the `left` items to hand a worker at a time, judged from `done` items
-    that took `seconds` here; 0 while sharing would not pay (too little work seen, or too
-    little left)."""
-    if not done or seconds < SHARE_AFTER_SECONDS or seconds / done * left < SHARE_AFTER_SECONDS:
+    that took `seconds` here; 0 while sharing would not pay (too little work seen to judge, or
+    too little left)."""
+    if not done or seconds < LOOK_SECONDS or seconds / done * left < SHARE_FROM_SECONDS:
         return 0
     return max(1, min(CHUNK_MOST, int(CHUNK_SECONDS * done / seconds)))
 
@@ -155,14 +158,12 @@ def map_in_order(
     items: Sequence[Item],
     executor: Executor,
     ahead: int,
-    help_here: bool = False,
 ) -> Generator[Result, None, None]:
     """Yield `function(item)` for each of `items`, in order, computed on `executor`, with at
     most `ahead` items in flight: the results waiting to be consumed stay few, however many
     items there are. An error in `function` is raised here, at its item. Items not yet started
     when the consumer stops are cancelled. When the executor breaks (a worker process killed,
-    out of memory), the items left are computed here, as they would be without workers. With
-    `help_here`, this process takes an item no worker has started rather than wait idle."""
+    out of memory), the items left are computed here, as they would be without workers."""
     from concurrent.futures import BrokenExecutor, Future
 
     pending: deque[tuple[Item, Future[Result]]] = deque()
@@ -187,8 +188,6 @@ def map_in_order(
             if len(pending) >= ahead:
                 break
         while pending:
-            if help_here and not broken and not pending[0][1].done():
-                _help(function, pending)
             item, future = pending.popleft()
             try:
                 result = function(item) if broken else future.result()
@@ -204,16 +203,3 @@ def map_in_order(
     finally:
         for _, future in pending:
             future.cancel()
-
-
-def _help(function: Callable[[Item], Result], pending: deque[tuple[Item, Future[Result]]]) -> None:
-    """Compute here the last of `pending` that no worker has started, if any."""
-    from concurrent.futures import Future
-
-    for index in range(len(pending) - 1, 0, -1):
-        item, future = pending[index]
-        if future.cancel():
-            done: Future[Result] = Future()
-            done.set_result(function(item))
-            pending[index] = (item, done)
-            return

@@ -31,7 +31,8 @@ def test_runs_audited_here_then_shared_out_give_the_audit_of_one_process(monkeyp
 
     monkeypatch.delenv(workers.JOBS_VARIABLE, raising=False)
     # Share out after the first run, one run at a time.
-    monkeypatch.setattr(workers, "SHARE_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(workers, "LOOK_SECONDS", 0.0)
+    monkeypatch.setattr(workers, "SHARE_FROM_SECONDS", 0.0)
     monkeypatch.setattr(workers, "CHUNK_SECONDS", 0.0)
     real_fork, forks = os.fork, []
     monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())

@@ -90,13 +90,14 @@ def test_the_count_honours_jobs_and_the_environment_and_is_else_left_to_the_work
 
 
 def test_work_is_shared_out_once_the_work_done_says_the_rest_is_worth_it():
-    after = workers.SHARE_AFTER_SECONDS
+    look, worth = workers.LOOK_SECONDS, workers.SHARE_FROM_SECONDS
     assert workers.share_out(0.0, 0, 1000) == 0
-    assert workers.share_out(after / 2, 100, 10_000) == 0  # too little seen yet
-    assert workers.share_out(after, 1000, 100) == 0  # too little left
+    assert workers.share_out(look / 2, 1, 10_000) == 0  # too little seen to judge
+    assert workers.share_out(look, 100, 100) == 0  # too little left: 100 runs of 50 us
+    assert workers.share_out(look, 1, round(worth / look)) > 0  # just enough left
     # Thousands of tiny runs go out many at a time, large runs one at a time.
-    assert workers.share_out(after, 200, 20_000) > 1
-    assert workers.share_out(4 * after, 1, 10) == 1
+    assert workers.share_out(look, 100, 20_000) > 1
+    assert workers.share_out(4 * worth, 1, 10) == 1
 
 
 def _report(result: auditor.AuditResult) -> str:
