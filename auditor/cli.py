@@ -210,9 +210,12 @@ def _audited(
         _refuse_output_inside(output, run_dirs)
     else:
         require_stdout()  # before a sweep is audited for nothing
-    with _executor() as executor, closing(
-        audit_locations(locations, config, terminal.progress(quiet), curves, None, executor)
-    ) as audited:
+    with (
+        _executor() as executor,
+        closing(
+            audit_locations(locations, config, terminal.progress(quiet), curves, None, executor)
+        ) as audited,
+    ):
         runs = tally.watch(audited)
         if config.eval_key is None:
             yield runs

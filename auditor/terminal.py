@@ -20,6 +20,7 @@ from .streams import say
 if TYPE_CHECKING:
     from .results import AuditResult, RunResult
 
+
 def error(message: str) -> None:
     """Say `message` as an error on stderr."""
     from .render.text import safe

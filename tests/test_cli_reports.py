@@ -15,12 +15,20 @@ from click.testing import CliRunner
 from auditor import terminal
 from auditor.cli import main
 from auditor.render import RENDERERS
-from conftest import EXAMPLES, FIXTURES
+from conftest import EXAMPLES, FIXTURES, expected_rows
 
 REPO = FIXTURES.parent
 GOLDEN = REPO / "tests" / "golden"
 SWEEP = str(FIXTURES / "sweep")
 FLAGGED = str(FIXTURES / "real_overfit_flagged")
+#: The runs `SWEEP` and `FLAGGED` hold, and those flagged, as fixtures/EXPECTED.yaml lists them.
+_SWEEP_AND_FLAGGED = [
+    want
+    for name, want, _ in expected_rows()
+    if name.startswith("sweep/") or name == "real_overfit_flagged"
+]
+SWEEP_AND_FLAGGED = len(_SWEEP_AND_FLAGGED)
+FLAGGED_AMONG_THEM = sum(want["outcome"] == "flagged" for want in _SWEEP_AND_FLAGGED)
 HEALTHY = str(EXAMPLES / "lm_healthy")
 ANSI = "\x1b["
 
@@ -152,7 +160,7 @@ def test_output_file_gets_the_whole_report(tmp_path):
     assert result.exit_code == 1
     assert result.stdout == ""
     assert f"report written to {target}" in result.stderr
-    assert ET.parse(target).getroot().get("tests") == "7"
+    assert ET.parse(target).getroot().get("tests") == str(SWEEP_AND_FLAGGED)
 
 
 @pytest.mark.parametrize(
@@ -195,7 +203,8 @@ def test_check_appends_its_summary_to_the_github_step_summary(tmp_path):
     assert result.exit_code == 1
     assert result.stdout.startswith("run ")
     text = summary.read_text()
-    assert text.startswith("earlier step\n### Checkpoint audit: 1 of 7 runs flagged\n")
+    heading = f"### Checkpoint audit: {FLAGGED_AMONG_THEM} of {SWEEP_AND_FLAGGED} runs flagged"
+    assert text.startswith(f"earlier step\n{heading}\n")
     assert "| **OVERFIT** |" in text and ": ship checkpoint-30: " in text
 
 
