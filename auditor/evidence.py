@@ -196,7 +196,14 @@ def sentence(
                 f"{ours}'s lower eval loss (-{_num(delta)}) is within the eval noise "
                 f"({config.noise_k:g} x {_num(evidence.eval_noise)})"
             )
-        return f"ship {theirs}: {why}, and it overfits by {mine} vs {other}"
+        if delta < 0:  # the scorer's pick is ahead on eval loss and on overfitting
+            return f"ship {theirs}: {why}, and it overfits by {mine} vs {other}"
+        # Lower eval loss within the noise is no sign that the scorer's pick is better: on
+        # simulated runs, switching to it on this flag raised the regret (docs/selection.md).
+        return (
+            f"compare {theirs} with {ours} on data you trust before shipping either: {why}, "
+            f"and it overfits by {mine} vs {other}"
+        )
     if evidence.outcome == "gap_below_threshold":
         lead = f"keep {ours}: {_compared(delta)}"
         if (chosen.overfit or 0.0) <= (scorer.overfit or 0.0):

@@ -53,7 +53,9 @@ def test_scan_prints_one_row_per_run_and_a_summary():
     for name, want, _ in expected_rows():
         if want["verdict"] in ("overfit", "differs"):
             said = [line for line in lines if line.startswith(f"{FIXTURES / name}: ")]
-            assert len(said) == 1 and (" ship " in said[0] or " keep " in said[0]), name
+            assert len(said) == 1 and any(
+                f" {verb} " in said[0] for verb in ("ship", "keep", "compare")
+            ), name
     # One row per training; the folders are counted too when one holds several trainings.
     rows = expected_rows()
     verdicts = Counter(want["verdict"] for _, want, _ in rows)
@@ -230,7 +232,7 @@ def test_check_fails_closed_on_an_unreadable_run(copy_run):
 def test_check_deploy_judges_the_checkpoint_you_ship():
     shipped = invoke("check", "--deploy", f"{FLAGGED}/checkpoint-90")
     assert shipped.exit_code == 1
-    assert "deploy checkpoint-90: FAIL: ship checkpoint-30: " in shipped.stdout
+    assert "deploy checkpoint-90: FAIL: compare checkpoint-30 with checkpoint-90 " in shipped.stdout
     preferred = invoke("check", "--deploy", f"{FLAGGED}/checkpoint-30")
     assert preferred.exit_code == 0
     assert "scorer's pick" in preferred.stdout

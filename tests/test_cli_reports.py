@@ -205,7 +205,7 @@ def test_check_appends_its_summary_to_the_github_step_summary(tmp_path):
     text = summary.read_text()
     heading = f"### Checkpoint audit: {FLAGGED_AMONG_THEM} of {SWEEP_AND_FLAGGED} runs flagged"
     assert text.startswith(f"earlier step\n{heading}\n")
-    assert "| **OVERFIT** |" in text and ": ship checkpoint-30: " in text
+    assert "| **OVERFIT** |" in text and ": compare checkpoint-30 with checkpoint-90 " in text
 
 
 def test_no_step_summary_turns_it_off(tmp_path):

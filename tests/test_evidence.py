@@ -326,7 +326,8 @@ def test_spec_five_epoch_example_is_flagged_with_its_scores(tmp_path):
     assert round(run["evidence"]["eval_noise"], 4) == 0.0908
     assert run["evidence"]["eval_samples"] == 400
     table = CliRunner().invoke(main, ["show", str(tmp_path / "run")])
-    assert "decision: ship checkpoint-300: checkpoint-400's lower eval loss" in table.stdout
+    assert "decision: compare checkpoint-300 with checkpoint-400 " in table.stdout
+    assert "checkpoint-400's lower eval loss" in table.stdout
     assert "within the eval noise (2 x 0.0908)" in table.stdout
 
 

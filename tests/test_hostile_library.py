@@ -130,6 +130,6 @@ def test_deploy_a_checkpoint_named_with_leading_zeros(copy_run, tmp_path, monkey
     safe = cli("check", "--deploy", "run/checkpoint-30/")
 
     assert shipped.exit_code == 1, shipped.stderr
-    assert "gate: FAIL: deploying checkpoint-00090: ship checkpoint-30: " in shipped.stderr
+    assert "gate: FAIL: deploying checkpoint-00090: compare checkpoint-30 with " in shipped.stderr
     assert safe.exit_code == 0, safe.stderr
     assert "gate: pass" in safe.stderr

@@ -22,8 +22,9 @@ from conftest import EXAMPLES, FIXTURES
 
 FLAGGED = FIXTURES / "real_overfit_flagged"
 FLAGGED_LINE = (
-    "Ship checkpoint-30: checkpoint-90's lower eval loss (-0.00438) is within the eval noise "
-    "(2 x 0.0089), and it overfits by 0.34 vs 0.14."
+    "Compare checkpoint-30 with checkpoint-90 on data you trust before shipping either: "
+    "checkpoint-90's lower eval loss (-0.00438) is within the eval noise (2 x 0.0089), and it "
+    "overfits by 0.34 vs 0.14."
 )
 INSTALL = "pip install 'checkpoint-auditor[plot]'"
 # Named folders, so a fixture added later does not change the counts.

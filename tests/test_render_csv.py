@@ -31,7 +31,7 @@ def test_one_row_per_run_with_the_frame_columns():
     assert flagged["scorer_checkpoint"] == "checkpoint-10"
     assert flagged["error"] == ""
     assert flagged["outcome"] == "flagged" and flagged["eval_samples"] == "4"
-    assert flagged["decision"].startswith("ship checkpoint-10: ")
+    assert flagged["decision"].startswith("compare checkpoint-10 with checkpoint-30 ")
     contradicted = next(r for r in table if r["run_dir"].endswith("metric_contradicts"))
     assert contradicted["contradicting_metric"] == "eval_accuracy"
     agreed = next(r for r in table if r["run_dir"].endswith("lm_healthy"))

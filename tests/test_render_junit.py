@@ -51,7 +51,9 @@ def test_one_case_per_run_and_a_failure_for_the_flagged_one():
     assert [c.get("name", "").rsplit("/", 1)[-1] for c in failed] == ["real_overfit_flagged"]
     failure = failed[0].find("failure")
     assert failure is not None and failure.get("type") == "overfit"
-    assert failure.get("message", "").startswith("overfit: ship checkpoint-30: checkpoint-90's ")
+    assert failure.get("message", "").startswith(
+        "overfit: compare checkpoint-30 with checkpoint-90 "
+    )
     assert "checkpoint-90: eval_loss 2.7207" in (failure.text or "")
     assert "outcome: flagged" in (failure.text or "")
 

@@ -66,7 +66,7 @@ def test_flagged_runs_come_first_with_each_pick_and_its_gap():
         f"### Checkpoint audit: {flagged_count} of {len(audited)} runs flagged\n"
     )
     decisions = [line for line in text.splitlines() if line.startswith("- `")]
-    assert decisions[0].startswith(f"- `{flagged}`: ship checkpoint-30: ")
+    assert decisions[0].startswith(f"- `{flagged}`: compare checkpoint-30 with checkpoint-90 ")
 
 
 def test_the_sweep_best_closes_the_summary():
