@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from auditor.discover import LAST_CHECKPOINT, checkpoint_step, discover
+from auditor.discover import LAST_CHECKPOINT, checkpoint_step, discover, without_runs
 from auditor.errors import UsageError
 from auditor.sources.hf_trainer import checkpoints_of, state_file_of
 from conftest import EXAMPLES, FIXTURES
@@ -46,6 +46,25 @@ def test_overlapping_paths_and_symlinks_report_a_run_once(copy_run, tmp_path):
     (run / "loop").symlink_to(tmp_path)  # a symlink back up the tree
     runs = discover([str(tmp_path), str(run), str(tmp_path / "alias")])
     assert len(runs) == 1
+
+
+def test_a_run_named_by_its_file_and_found_by_a_walk_is_reported_once(copy_run, tmp_path):
+    run = copy_run("examples/lm_healthy", "outputs/run")
+    (tmp_path / "same.json").symlink_to(run / "trainer_state.json")
+    runs = discover([str(run / "trainer_state.json"), str(tmp_path / "same.json")])
+    assert len(runs) == 1 and runs[0].history_only
+    walked = discover([str(tmp_path / "outputs"), str(run / "trainer_state.json")])
+    assert [r.history_only for r in walked] == [False, True]  # a folder and a file: two audits
+
+
+def test_only_paths_holding_no_run_are_empty_however_their_runs_were_reached(copy_run, tmp_path):
+    run = copy_run("examples/lm_healthy", "outputs/run")
+    (tmp_path / "alias").symlink_to(tmp_path / "outputs")
+    (tmp_path / "empty").mkdir()
+    for order in (["outputs", "alias", "empty"], ["alias", "outputs", "empty"]):
+        paths = [str(tmp_path / name) for name in order] + [str(run / "checkpoint-300")]
+        runs = discover(paths)
+        assert without_runs(paths, [r.run_dir for r in runs]) == [str(tmp_path / "empty")]
 
 
 def test_a_bare_state_file_or_a_single_checkpoint_is_a_history_only_run():
