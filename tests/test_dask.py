@@ -3,7 +3,10 @@ the report is the one of a local run."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,8 @@ from auditor.cli import main
 from conftest import extra
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+pytest_plugins = ("servers.fixtures",)
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +66,31 @@ def test_a_scheduler_that_does_not_answer_is_an_error_naming_the_address():
     done = CliRunner().invoke(main, ["scan", str(FIXTURES / "sweep"), "--scheduler", address])
     assert done.exit_code == 2
     assert f"--scheduler {address}: cannot reach the Dask scheduler" in done.stderr
+
+
+def test_a_scan_of_a_store_on_a_dask_cluster_is_the_scan_of_the_local_copy(stores):
+    """The workers read the store themselves, without the listing the command made."""
+    extra("distributed")
+    from distributed import LocalCluster
+
+    url = f"{stores.roots['s3']}/sweep"
+
+    def scan(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "auditor", "scan", *args, "--format", "json", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **stores.env},
+        )
+
+    # Started after `stores`: its worker processes inherit the endpoint and the credentials.
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+    ) as cluster:
+        remote = scan(url, "--scheduler", cluster.scheduler_address)
+        ran_there = any("audit_chunk" in name for name in cluster.scheduler.task_prefixes)
+    here = scan(str(FIXTURES / "sweep"))
+    assert remote.returncode == here.returncode == 0, remote.stderr
+    assert remote.stdout.replace(url, str(FIXTURES / "sweep")) == here.stdout
+    assert ran_there
