@@ -428,8 +428,11 @@ def read_run(found: Found, store: Storage) -> tuple[RunRecord, ...]:
             _record(found.run_dir, state, digest_history(state.log_history), (), True, warnings),
         )
 
+    # Each checkpoint's file path, built once.
+    state_files = {c.name: join(join(found.run_dir, c.name), STATE_FILE) for c in checkpoints}
+
     def state_of(folder: CheckpointDir) -> str:
-        return join(join(found.run_dir, folder.name), STATE_FILE)
+        return state_files[folder.name]
 
     # Only each training's newest file is parsed whole; of the others, the ends are read.
     whole = state_file or (
