@@ -140,10 +140,10 @@ class Storage:
         file never stops the others). Remote stores send the requests concurrently."""
         raise NotImplementedError
 
-    def stream(self, path: str, first: int, block: int) -> Generator[bytes, None, None]:
-        """Yield the regular file at `path` from its start: at most `first` bytes, then blocks
-        of at most `block` bytes, until it ends (a file too large to hold twice is parsed as it
-        comes). Raises ReadError, as `read` does, when it cannot be opened or read."""
+    def stream(self, path: str, block: int) -> Generator[bytes, None, None]:
+        """Yield the regular file at `path` from its start in blocks of at most `block` bytes,
+        until it ends (a file too large to hold twice is parsed as it comes). Raises ReadError,
+        as `read` does, when it cannot be opened or read."""
         raise NotImplementedError
 
     def _count(self, requests: int, received: int) -> None:
@@ -199,21 +199,20 @@ class LocalStorage(Storage):
             at = following
         return replies
 
-    def stream(self, path: str, first: int, block: int) -> Generator[bytes, None, None]:
+    def stream(self, path: str, block: int) -> Generator[bytes, None, None]:
         descriptor, info = self._open(path)
         try:
-            wanted, done = first, 0
+            done = 0
             # Up to the size it had when opened: no last read to find the end.
             while done < info.st_size:
                 try:
-                    data = os.read(descriptor, min(wanted, info.st_size - done))
+                    data = os.read(descriptor, min(block, info.st_size - done))
                 except OSError as exc:
                     raise _unreadable(path, exc) from exc
                 if not data:
                     return
                 done += len(data)
                 yield data
-                wanted = block
         finally:
             os.close(descriptor)
 
@@ -380,24 +379,22 @@ class RemoteStorage(Storage):
         self._count(len(ranges), sum(len(r) for r in replies if isinstance(r, bytes)))
         return [_checked(wanted, reply) for wanted, reply in zip(ranges, replies, strict=True)]
 
-    def stream(self, path: str, first: int, block: int) -> Generator[bytes, None, None]:
+    def stream(self, path: str, block: int) -> Generator[bytes, None, None]:
         key = self._key(path)
         try:
             handle = self.fs.open(key, "rb", block_size=block, cache_type="none")
         except Exception as exc:  # the store's client raises its own errors (no credentials)
             raise _remote_error(path, exc) from exc
         with handle:
-            wanted = first
             while True:
                 try:
-                    data = handle.read(wanted)
+                    data = handle.read(block)
                 except Exception as exc:
                     raise _remote_error(path, exc) from exc
                 self._count(1, len(data))
                 if not data:
                     return
                 yield data
-                wanted = block
 
 
 def _threaded(

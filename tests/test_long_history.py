@@ -20,7 +20,7 @@ ALL_STATE_FILES = sorted(FIXTURES.rglob(STATE))
 
 
 def _in_pieces(path: Path) -> dict | None:
-    blocks = for_path(str(path)).stream(str(path), BLOCK, BLOCK)
+    blocks = for_path(str(path)).stream(str(path), BLOCK)
     return long_history.parse_in_pieces(blocks)
 
 

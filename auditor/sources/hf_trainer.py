@@ -19,8 +19,6 @@ from ..pair import whole_number as _int_or_none
 from ..storage import Entry, Range, ReadError, Storage, basename, join
 from . import Best, Checkpoint, Folder, Found, RunRecord, register
 from .trainer_ends import (
-    HEAD_BYTES,
-    TAIL_BYTES,
     Ends,
     end_ranges,
     ends_from,
@@ -286,7 +284,7 @@ def _state_of(document: Any, path: str) -> TrainerState:
 def read_state(store: Storage, path: str) -> bytes | dict[str, Any]:
     """Return the bytes of the state file at `path`, or its top-level object when it is large
     enough to be parsed in pieces (see long_history); raise StateFileError."""
-    blocks = store.stream(path, HEAD_BYTES + TAIL_BYTES, long_history.BLOCK_BYTES)
+    blocks = store.stream(path, long_history.BLOCK_BYTES)
     try:
         parts: list[bytes] = []
         size = 0
