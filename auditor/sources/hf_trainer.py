@@ -492,17 +492,24 @@ def read_run(found: Found, store: Storage) -> tuple[RunRecord, ...]:
     trainings: list[_Training] = []
     left_out: list[tuple[CheckpointDir, str, str | None]] = []
     for _, path, folder in ordered:
-        lineage = lineage_of(path)
-        if lineage is None:
+        # The first file met is the newest of a training, parsed whole: of its ends only its
+        # step is needed. A later one is placed by the newest losses its ends hold.
+        lineage = lineage_of(path) if trainings else None
+        step = lineage.global_step if lineage is not None else recorded_step(path)
+        if path in failures:
             if folder is None:
                 warnings.append(f"{path} {failures[path].reason}")
             else:
                 left_out.append((folder, failures[path].reason, _code(failures[path])))
             continue
-        if folder is not None and lineage.global_step not in (None, folder.step):
-            left_out.append((folder, f"says global_step {lineage.global_step}", _RENAMED))
+        if folder is not None and step not in (None, folder.step):
+            left_out.append((folder, f"says global_step {step}", _RENAMED))
             continue
-        home = next((t for t in trainings if belongs(lineage, t.digest, t.state.settings)), None)
+        home = None
+        if lineage is not None:
+            home = next(
+                (t for t in trainings if belongs(lineage, t.digest, t.state.settings)), None
+            )
         if home is None:
             parsed = attempt(path)
             if parsed is None:  # its ends looked whole but its middle does not parse
@@ -513,7 +520,7 @@ def read_run(found: Found, store: Storage) -> tuple[RunRecord, ...]:
                 continue
             home = _Training(parsed, digest_history(parsed.log_history))
             trainings.append(home)
-        home.steps.append(lineage.global_step or 0)
+        home.steps.append(step or 0)
         if folder is not None:
             home.folders.append(Checkpoint(folder.name, folder.step or 0, True))
     if not trainings:
