@@ -76,11 +76,12 @@ def is_url(path: str) -> bool:
     return "://" in path and _URL.match(path) is not None
 
 
-def join(folder: str, name: str) -> str:
-    """Return the path of `name` inside `folder`, in the folder's own style (path or URL)."""
+def join(folder: str, *names: str) -> str:
+    """Return the path of `names` (a name, or a subfolder's name and a name inside it) inside
+    `folder`, in the folder's own style (path or URL)."""
     if is_url(folder):
-        return folder.rstrip("/") + "/" + name
-    return os.path.join(folder, name)
+        return folder.rstrip("/") + "/" + "/".join(names)
+    return os.path.join(folder, *names)
 
 
 def basename(path: str) -> str:

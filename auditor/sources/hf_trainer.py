@@ -427,7 +427,7 @@ def read_run(found: Found, store: Storage) -> tuple[RunRecord, ...]:
         )
 
     # Each checkpoint's file path, built once.
-    state_files = {c.name: join(join(found.run_dir, c.name), STATE_FILE) for c in checkpoints}
+    state_files = {c.name: join(found.run_dir, c.name, STATE_FILE) for c in checkpoints}
 
     def state_of(folder: CheckpointDir) -> str:
         return state_files[folder.name]
