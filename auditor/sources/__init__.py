@@ -45,10 +45,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from ..errors import StateFileError
+from ..storage import Entry, Storage, for_path
+
 if TYPE_CHECKING:
     from ..config import Config
     from ..pair import Digest
-    from ..storage import Entry, Storage
 
 
 class Folder(NamedTuple):
@@ -197,9 +199,6 @@ def source_named(name: str) -> Source:
 def read_found(found: Found, config: Config) -> list[RunRecord]:
     """Return the trainings of `found`, read by the source that found it through the storage
     of its location; raise StateFileError (naming the file and the fix) when none can be read."""
-    from ..errors import StateFileError
-    from ..storage import for_path
-
     if found.refused is not None:
         raise StateFileError(found.run_dir, found.refused)
     return SOURCES[found.source].read(found, for_path(found.run_dir), config)
