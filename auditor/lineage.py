@@ -43,7 +43,9 @@ def newest_losses(history: list[Any]) -> tuple[list[Loss], bool]:
         if "loss" in entry:
             losses.append((step, "loss", entry["loss"]))
         if not TRAIN_LOG_KEYS.issuperset(entry):
-            losses.extend((step, key, value) for key, value in entry.items() if is_eval_loss(key))
+            for key, value in entry.items():
+                if is_eval_loss(key):
+                    losses.append((step, key, value))
     return losses, len(losses) >= LINEAGE_ENTRIES
 
 
