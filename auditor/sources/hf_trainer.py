@@ -346,11 +346,14 @@ class _Files:
                 self._read[path] = exc
                 continue
             ranges = end_ranges(size)
-            wanted.extend(Range(path, start, end, size) for start, end in ranges)
+            for start, end in ranges:
+                wanted.append(Range(path, start, end, size))
             shapes.append((path, size, len(ranges)))
-        replies = iter(store.read_ranges(wanted))
+        replies = store.read_ranges(wanted)
+        at = 0
         for path, size, count in shapes:
-            parts = [next(replies) for _ in range(count)]
+            parts = replies[at : at + count]
+            at += count
             failed = _failed(parts)
             if failed is not None:
                 self._read[path] = failed
