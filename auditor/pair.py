@@ -222,7 +222,6 @@ def pair_digest(
     if key_warning:
         warnings.append(key_warning)
     train_steps = sorted(train)
-    train_values = list(map(train.__getitem__, train_steps))
     evaluations: list[Evaluation] = []
     if key is not None:
         raw = evals_by_key[key]
@@ -242,7 +241,7 @@ def pair_digest(
                 since_best += 1
             if not math.isfinite(value):
                 nonfinite_eval.append(step)
-            paired = _pair_train(train_steps, train_values, step, previous_step, train_loss)
+            paired = _pair_train(train_steps, train, step, previous_step, train_loss)
             if paired is not None and not math.isfinite(paired):
                 nonfinite_train.append(step)
                 paired = None
@@ -272,24 +271,26 @@ def pair_digest(
         evaluations=tuple(evaluations),
         eval_key=key,
         eval_keys=tuple(sorted(evals_by_key)),
-        train_losses=tuple(zip(train_steps, train_values, strict=True)) if curves else (),
+        train_losses=tuple(sorted(train.items())) if curves else (),
         preference_loss=preference,
         warnings=tuple(warnings),
     )
 
 
 def _pair_train(
-    steps: list[int], values: list[float], step: int, previous: int | None, how: str
+    steps: list[int], train: dict[int, float], step: int, previous: int | None, how: str
 ) -> float | None:
+    """Return the train loss paired with the evaluation at `step`; `steps` are `train`'s
+    steps in order (looked up only around the evaluations: a sweep's report needs no more)."""
     end = bisect_right(steps, step)
     if end == 0:
         return None
     if how == "mean" and previous is not None:
         start = bisect_right(steps, previous)
-        window = [v for v in values[start:end] if math.isfinite(v)]
+        window = [v for v in map(train.__getitem__, steps[start:end]) if math.isfinite(v)]
         if window:
             return sum(window) / len(window)
-    return values[end - 1]
+    return train[steps[end - 1]]
 
 
 def _steps(steps: list[int], most: int = 6) -> str:
