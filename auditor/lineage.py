@@ -51,7 +51,7 @@ def newest_losses(history: list[Any]) -> tuple[list[Loss], bool]:
 
 def settings_of(fields: dict[str, Any]) -> tuple[Any, ...]:
     """Return the SETTINGS values of a trainer_state.json's top-level `fields`."""
-    return tuple(fields.get(name) for name in SETTINGS)
+    return tuple(map(fields.get, SETTINGS))
 
 
 def belongs(lineage: Lineage, digest: Digest, settings: tuple[Any, ...]) -> bool:
