@@ -510,9 +510,10 @@ def read_run(found: Found, store: Storage) -> tuple[RunRecord, ...]:
             continue
         home = None
         if lineage is not None:
-            home = next(
-                (t for t in trainings if belongs(lineage, t.digest, t.state.settings)), None
-            )
+            for training in trainings:
+                if belongs(lineage, training.digest, training.state.settings):
+                    home = training
+                    break
         if home is None:
             parsed = attempt(path)
             if parsed is None:  # its ends looked whole but its middle does not parse
