@@ -19,6 +19,7 @@ from .storage import is_url
 from .workers import (
     REMOTE_THREADS,
     cpu_workers,
+    frozen_heap,
     map_in_order,
     process_executor,
     share_out,
@@ -124,6 +125,8 @@ def audit_locations(
                     yield from audited(results)
                 workers = cpu_workers(len(locations) - done) if chunk else 1
             if workers > 1:
+                if not remote:
+                    stack.enter_context(frozen_heap())
                 executor = thread_executor(workers) if remote else process_executor(workers)
                 # On an early stop, what was not started is dropped, never run to the end.
                 stack.callback(shut_down, executor)

@@ -186,8 +186,7 @@ def _rows(record: RunRecord, history: History, config: Config) -> list[Checkpoin
     candidates = {
         step
         for step, e in evaluations.items()
-        if is_finite(e.eval_loss)
-        and (record.history_only or (step in disk and disk[step].usable))
+        if is_finite(e.eval_loss) and (record.history_only or (step in disk and disk[step].usable))
     }
     best = min(candidates, key=lambda step: (scores[step].total, step), default=None)
     rows = []

@@ -45,6 +45,28 @@ def test_runs_audited_here_then_shared_out_give_the_audit_of_one_process(monkeyp
     assert progress == [(done, found) for done in range(1, found + 1)]
 
 
+@pytest.mark.parametrize("frozen_before", [False, True])
+def test_an_audit_with_workers_leaves_the_garbage_collector_as_it_was(monkeypatch, frozen_before):
+    import gc
+
+    from auditor import workers
+
+    monkeypatch.delenv(workers.JOBS_VARIABLE, raising=False)
+    monkeypatch.setattr(workers, "LOOK_SECONDS", 0.0)
+    monkeypatch.setattr(workers, "SHARE_FROM_SECONDS", 0.0)
+    real_fork, forks = os.fork, []
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
+    if frozen_before:  # a program that froze its own objects, as a pre-forking server does
+        gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        auditor.audit(str(FIXTURES / "sweep"))
+        assert forks
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()
+
+
 def test_without_curves_runs_carry_no_train_losses_and_the_same_picks():
     with_curves = auditor.audit(str(FIXTURES / "sweep"))
     without = auditor.audit(str(FIXTURES / "sweep"), curves=False)
