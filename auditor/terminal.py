@@ -173,7 +173,7 @@ class Tally:
         if quiet:
             return
         written = f"; report written to {safe(output)}" if output else ""
-        say(self.summary() + written)
+        say(_fitted(self.summary() + written))
 
     def next_commands(self, paths: Sequence[str]) -> str:
         """Return the line that tells a newcomer what to run next: `show` on the first run that
@@ -210,8 +210,8 @@ def say_gate(result: AuditResult, code: int, reason: str, quiet: bool) -> None:
         return
     advice = deploy_advice(result.deploy) if result.deploy is not None else None
     if advice is not None:
-        say(advice)
-    say(f"gate: {safe(reason)}")
+        say(_fitted(advice))
+    say(_fitted(f"gate: {safe(reason)}"))
 
 
 def say_chart_written(run: RunResult, output: str, quiet: bool) -> None:
@@ -219,7 +219,7 @@ def say_chart_written(run: RunResult, output: str, quiet: bool) -> None:
     from .render.text import safe
 
     if not quiet:
-        say(f"{safe(run.run_dir)}: {run.verdict}; chart written to {safe(output)}")
+        say(_fitted(f"{safe(run.run_dir)}: {run.verdict}; chart written to {safe(output)}"))
 
 
 def _remote_reads() -> str:

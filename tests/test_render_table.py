@@ -182,6 +182,15 @@ def test_on_a_terminal_warnings_fit_its_width_and_piped_they_stay_whole():
     assert max(len(line) for line in warnings) > 80
 
 
+def test_on_a_terminal_the_summary_and_the_gate_fit_its_width():
+    shown, _, code = on_a_terminal(["check", "fixtures/evidence/noisy_dip"], 80, stderr_too=True)
+    assert code == 1
+    lines = visible(shown).splitlines()
+    assert any(line.startswith("gate: FAIL: ") for line in lines)
+    assert any(line.startswith("audited 1 run") for line in lines)
+    assert max(len(line) for line in lines) <= 80
+
+
 def test_piped_output_keeps_the_full_table():
     done = CliRunner().invoke(main, ["scan", str(FIXTURES)], env={"COLUMNS": "80"})
     header = done.stdout.splitlines()[0]
