@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from itertools import chain
@@ -77,8 +78,8 @@ def state_file_of(found: Found) -> str | None:
 def checkpoints_of(found: Found) -> tuple[CheckpointDir, ...]:
     """Return the checkpoint folders the walk listed for a run, in step order (last-checkpoint/
     last); none for a history-only run."""
-    # Kept as plain (name, step) pairs in the Found: they are sent to the worker processes.
-    return tuple(CheckpointDir(*pair) for pair in found.detail[1]) if found.detail else ()
+    names = found.detail[1] if found.detail else ()
+    return tuple(CheckpointDir(name, checkpoint_step(name)) for name in names)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,9 @@ class HfTrainer:
                 if name == _LOG_FILE:
                     others.append(name)
             elif (step := checkpoint_step(name)) is not None or name == LAST_CHECKPOINT:
-                checkpoints.append(CheckpointDir(name, step))
+                # Every run of a sweep has the same few names: one copy of each, not one a run
+                # (a Found is kept for every run found until its audit).
+                checkpoints.append(CheckpointDir(sys.intern(name), step))
             elif name == RUNS_FOLDER:
                 others.append(name)
             elif _STAGING.match(name):
@@ -150,7 +153,7 @@ class HfTrainer:
             owned=tuple(owned),
             history_only=not checkpoints,
             notes=tuple(notes),
-            detail=(state_file, tuple(map(tuple, checkpoints)), tuple(others)),
+            detail=(state_file, tuple(c.name for c in checkpoints), tuple(others)),
         )
 
     def find_file(self, entry: Entry) -> Found | None:
