@@ -49,6 +49,23 @@ TERMINAL_FORMATS = ("table",)
 STREAMED = {"json": "json_report", "csv": "csv_report", "table": "table"}
 
 
+def collected(
+    write_report: Callable[..., None], result: AuditResult, view: str, **options: Any
+) -> str:
+    """Return the text a STREAMED format's `write_report` writes for `result`: its render."""
+    pieces: list[str] = []
+    write_report(
+        result.runs,
+        result.config,
+        pieces.append,
+        view,
+        deploy=result.deploy,
+        sweep_best=result.sweep_best,
+        **options,
+    )
+    return "".join(pieces)
+
+
 def render(
     result: AuditResult, fmt: str, view: str = "runs", color: bool = False, width: int | None = None
 ) -> str:

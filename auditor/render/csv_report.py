@@ -13,6 +13,7 @@ from ..config import Config
 from ..frame import columns, run_checkpoint_records, run_record
 from ..results import AuditResult, DeployJudgement, RunResult
 from ..sweep import SweepBest
+from . import collected
 from .text import safe
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection); a
@@ -29,9 +30,7 @@ def render(result: AuditResult, view: str = "runs") -> str:
     Numbers are written in full precision (non-finite as nan/inf), missing values as empty
     cells, flags as true/false: `pandas.read_csv` gives back the columns of `to_frame`.
     """
-    pieces: list[str] = []
-    write_report(result.runs, result.config, pieces.append, view)
-    return "".join(pieces)
+    return collected(write_report, result, view)
 
 
 def write_report(

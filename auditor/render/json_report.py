@@ -9,6 +9,7 @@ from ..config import Config
 from ..fastjson import dumps_indented
 from ..results import AuditResult, DeployJudgement, RunResult
 from ..sweep import SweepBest, SweepBestTracker
+from . import collected
 
 # The top-level keys of the report around its runs, dumped with an empty list of runs and
 # split there, so a streamed report and a rendered one are the same text.
@@ -17,16 +18,7 @@ _RUNS_SLOT = '"runs": []'
 
 def render(result: AuditResult, view: str = "runs") -> str:
     """Return the schema_version 1 JSON report; the same document for every view."""
-    pieces: list[str] = []
-    write_report(
-        result.runs,
-        result.config,
-        pieces.append,
-        view,
-        deploy=result.deploy,
-        sweep_best=result.sweep_best,
-    )
-    return "".join(pieces)
+    return collected(write_report, result, view)
 
 
 def write_report(

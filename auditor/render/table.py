@@ -9,6 +9,7 @@ from ..config import Config
 from ..evidence import decision
 from ..results import AuditResult, DeployJudgement, RunResult
 from ..sweep import SweepBest, SweepBestTracker
+from . import collected
 from .fit import fit_table, shorten_middle, visible_width, wrap
 from .text import (
     config_note,
@@ -68,18 +69,7 @@ def render(
     With color=True the verdicts that need attention are coloured (for a terminal). With a
     `width`, every row fits in that many columns (see RUN_DROP_ORDER, CHECKPOINT_DROP_ORDER).
     """
-    pieces: list[str] = []
-    write_report(
-        result.runs,
-        result.config,
-        pieces.append,
-        view,
-        deploy=result.deploy,
-        sweep_best=result.sweep_best,
-        color=color,
-        width=width,
-    )
-    return "".join(pieces)
+    return collected(write_report, result, view, color=color, width=width)
 
 
 def write_report(
