@@ -125,14 +125,14 @@ def audit_locations(
                     yield from audited(results)
                 workers = cpu_workers(len(locations) - done) if chunk else 1
             if workers > 1:
-                if not remote:
+                if remote:
+                    executor, chunk = thread_executor(workers), 1
+                else:
                     stack.enter_context(frozen_heap())
-                executor = thread_executor(workers) if remote else process_executor(workers)
+                    executor = process_executor(workers)
                 # On an early stop, what was not started is dropped, never run to the end.
                 stack.callback(shut_down, executor)
                 ahead = 3 * workers
-                if remote:
-                    chunk = 1
         left = locations[done:]
         if executor is not None:
             chunks = [left[i : i + chunk] for i in range(0, len(left), chunk)]
